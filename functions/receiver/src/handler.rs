@@ -1,0 +1,443 @@
+//! `POST /callbacks/music-video`: verify, parse, record with one conditional write,
+//! answer. No other network call happens on this path.
+
+use std::time::Instant;
+
+use lambda_http::http::{Method, StatusCode, header::CONTENT_TYPE};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::json;
+use tracing::{Instrument, error, field, info, info_span, warn};
+use video_tasks::envelope::CallbackEnvelope;
+use video_tasks::record::{Recorded, record_callback};
+use video_tasks::store::TaskStore;
+use video_tasks::verify::{CallbackRequest, Verified};
+use video_tasks::{TaskId, Timestamp};
+
+use crate::config::ReceiverConfig;
+use crate::error::{ReceiveError, json_response};
+
+/// The receiver: its store and configuration, built once per cold start.
+#[derive(Debug)]
+pub struct Receiver<S> {
+    store: S,
+    config: ReceiverConfig,
+}
+
+/// A recorded callback.
+#[derive(Debug)]
+struct Accepted {
+    task_id: TaskId,
+    upstream_code: u16,
+    recorded: Recorded,
+    verified: Verified,
+}
+
+impl<S: TaskStore> Receiver<S> {
+    pub fn new(store: S, config: ReceiverConfig) -> Self {
+        Self { store, config }
+    }
+
+    /// Handles one request. Always answers: errors become their HTTP response here.
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = request
+            .lambda_context_ref()
+            .map(|c| c.request_id.clone())
+            .unwrap_or_default();
+        let span = info_span!("callback", request_id = %request_id, task_id = field::Empty);
+        async {
+            let result = self.receive(&request, Timestamp::now()).await;
+            let latency_ms = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX) as f64 / 1000.0;
+            match result {
+                Ok(accepted) => {
+                    let callback_count = match accepted.recorded {
+                        Recorded::Created { .. } => 1,
+                        Recorded::Duplicate { callback_count } | Recorded::Revived { callback_count } => callback_count,
+                    };
+                    info!(
+                        outcome = outcome_name(accepted.recorded),
+                        status = 200,
+                        upstream_code = accepted.upstream_code,
+                        scheme = accepted.verified.as_str(),
+                        callback_count,
+                        latency_ms,
+                        "callback recorded"
+                    );
+                    json_response(
+                        StatusCode::OK,
+                        &json!({ "status": accepted.recorded.as_str(), "task_id": accepted.task_id }),
+                    )
+                }
+                Err(err) => {
+                    let status = err.status().as_u16();
+                    if err.status().is_server_error() {
+                        error!(outcome = "failed", status, error_code = err.code(), error = %err,
+                               cause = ?std::error::Error::source(&err), latency_ms, "callback not recorded");
+                    } else {
+                        let reason = match &err {
+                            ReceiveError::Unauthorized(rejected) => rejected.summary(),
+                            other => other.to_string(),
+                        };
+                        warn!(outcome = "rejected", status, error_code = err.code(), reason, latency_ms, "callback rejected");
+                    }
+                    err.into_response()
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn receive(&self, request: &Request, now: Timestamp) -> Result<Accepted, ReceiveError> {
+        if request.method() != Method::POST {
+            return Err(ReceiveError::MethodNotAllowed(request.method().to_string()));
+        }
+        let body: &[u8] = request.body().as_ref();
+        if body.len() > self.config.max_body_bytes {
+            return Err(ReceiveError::PayloadTooLarge {
+                size: body.len(),
+                limit: self.config.max_body_bytes,
+            });
+        }
+        check_content_type(request)?;
+
+        let token = request
+            .query_string_parameters_ref()
+            .and_then(|q| q.first("token"));
+        let verified = self.config.verifier.verify(
+            &CallbackRequest {
+                token,
+                headers: request.headers(),
+                body,
+            },
+            now,
+        )?;
+
+        let envelope = CallbackEnvelope::parse(body, &self.config.url_policy)?;
+        tracing::Span::current().record("task_id", envelope.task_id.as_str());
+
+        let recorded = tokio::time::timeout(
+            self.config.store_deadline,
+            record_callback(&self.store, &envelope, now, self.config.task_ttl),
+        )
+        .await
+        .map_err(|_| ReceiveError::StoreDeadline(self.config.store_deadline.as_millis()))??;
+
+        Ok(Accepted {
+            upstream_code: envelope.code(),
+            task_id: envelope.task_id,
+            recorded,
+            verified,
+        })
+    }
+}
+
+fn outcome_name(recorded: Recorded) -> &'static str {
+    match recorded {
+        Recorded::Created { .. } => "created",
+        Recorded::Duplicate { .. } => "duplicate",
+        Recorded::Revived { .. } => "revived",
+    }
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+fn check_content_type(request: &Request) -> Result<(), ReceiveError> {
+    let raw = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("<non-ascii>"));
+    let essence = raw.map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    match essence.as_deref() {
+        Some("application/json") => Ok(()),
+        _ => Err(ReceiveError::UnsupportedMediaType(raw.map(str::to_owned))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use serde_json::Value;
+    use video_tasks::TaskStatus;
+    use video_tasks::clock::Timestamp;
+    use video_tasks::config::Env;
+    use video_tasks::store::memory::MemoryTaskStore;
+    use video_tasks::store::{Applied, Created, StoreError};
+    use video_tasks::task::{Task, Update};
+    use video_tasks::verify::{
+        UPSTREAM_SIGNATURE_HEADER, UPSTREAM_TIMESTAMP_HEADER, upstream_signature,
+    };
+
+    const FIXTURE: &str = include_str!("../../../tests/fixtures/apigw-v2-callback.json");
+    const TOKEN: &str = "test-token-0123456789abcdef";
+    const UPSTREAM_SECRET: &str = "upstream-secret-0123456789";
+    const TASK: &str = "taskId_774b9aa0422f";
+
+    fn config(extra: &[(&str, &str)]) -> ReceiverConfig {
+        let mut pairs = vec![
+            ("TABLE_NAME", "tasks"),
+            ("CALLBACK_TOKENS", TOKEN),
+            ("UPSTREAM_HMAC_SECRETS", UPSTREAM_SECRET),
+        ];
+        pairs.extend_from_slice(extra);
+        ReceiverConfig::from_env(&Env::from_pairs(pairs)).unwrap()
+    }
+
+    fn receiver() -> Receiver<MemoryTaskStore> {
+        Receiver::new(MemoryTaskStore::default(), config(&[]))
+    }
+
+    /// The real-shaped fixture, edited.
+    fn event(edit: impl FnOnce(&mut Value)) -> Request {
+        let mut v: Value = serde_json::from_str(FIXTURE).unwrap();
+        edit(&mut v);
+        lambda_http::request::from_str(&v.to_string()).unwrap()
+    }
+
+    fn with_body(body: Value) -> Request {
+        event(|v| v["body"] = Value::String(body.to_string()))
+    }
+
+    fn callback(code: u16, url: Option<&str>) -> Value {
+        json!({"code": code, "msg": "m", "data": {"task_id": TASK, "video_url": url}})
+    }
+
+    fn read(response: &Response<Body>) -> Value {
+        serde_json::from_slice(response.body().as_ref()).unwrap()
+    }
+
+    fn task_id() -> TaskId {
+        TaskId::parse(TASK).unwrap()
+    }
+
+    #[tokio::test]
+    async fn records_a_new_task_and_answers_received() {
+        let r = receiver();
+        let response = r.handle(event(|_| {})).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(
+            read(&response),
+            json!({"status": "received", "task_id": TASK})
+        );
+        let task = r.store.snapshot(&task_id()).unwrap();
+        assert_eq!(task.status, TaskStatus::Received);
+        assert_eq!(
+            task.video_url.unwrap().as_str(),
+            "https://example.com/videos/video_847715e66259.mp4"
+        );
+    }
+
+    #[tokio::test]
+    async fn repeats_are_duplicates() {
+        let r = receiver();
+        r.handle(event(|_| {})).await;
+        let response = r.handle(event(|_| {})).await;
+        assert_eq!(
+            (response.status().as_u16(), read(&response)),
+            (200, json!({"status": "duplicate", "task_id": TASK}))
+        );
+        assert_eq!(r.store.snapshot(&task_id()).unwrap().callback_count, 2);
+    }
+
+    #[tokio::test]
+    async fn failure_then_success_revives() {
+        let r = receiver();
+        let response = r.handle(with_body(callback(451, None))).await;
+        assert_eq!(read(&response)["status"], "received");
+        assert_eq!(
+            r.store.snapshot(&task_id()).unwrap().status,
+            TaskStatus::Failed
+        );
+        let response = r
+            .handle(with_body(callback(
+                200,
+                Some("https://cdn.example/late.mp4"),
+            )))
+            .await;
+        assert_eq!(read(&response)["status"], "received");
+        let task = r.store.snapshot(&task_id()).unwrap();
+        assert_eq!(
+            (task.status, task.callback_count),
+            (TaskStatus::Received, 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn accepts_the_upstream_signature_without_a_token() {
+        let r = receiver();
+        let now = Timestamp::now().as_secs();
+        let signature = upstream_signature(UPSTREAM_SECRET.as_bytes(), TASK, now);
+        let request = event(|v| {
+            v["rawQueryString"] = "".into();
+            v["queryStringParameters"] = json!({});
+            v["headers"][UPSTREAM_TIMESTAMP_HEADER] = now.to_string().into();
+            v["headers"][UPSTREAM_SIGNATURE_HEADER] = signature.into();
+        });
+        assert_eq!(r.handle(request).await.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn base64_bodies_and_charset_parameters_are_fine() {
+        use base64::Engine as _;
+        let r = receiver();
+        let body = callback(200, Some("https://cdn.example/v.mp4")).to_string();
+        let request = event(|v| {
+            v["body"] = base64::engine::general_purpose::STANDARD
+                .encode(&body)
+                .into();
+            v["isBase64Encoded"] = true.into();
+            v["headers"]["content-type"] = "Application/JSON; charset=utf-8".into();
+        });
+        assert_eq!(r.handle(request).await.status(), 200);
+    }
+
+    async fn assert_refused(
+        r: &Receiver<MemoryTaskStore>,
+        request: Request,
+        status: u16,
+        code: &str,
+    ) -> Response<Body> {
+        let response = r.handle(request).await;
+        assert_eq!(response.status().as_u16(), status, "{:?}", read(&response));
+        assert_eq!(read(&response)["error"], code);
+        assert!(r.store.is_empty(), "nothing may be written on a {status}");
+        response
+    }
+
+    #[tokio::test]
+    async fn refusals_have_status_code_and_write_nothing() {
+        let r = receiver();
+        let response = assert_refused(
+            &r,
+            event(|v| v["requestContext"]["http"]["method"] = "GET".into()),
+            405,
+            "method_not_allowed",
+        )
+        .await;
+        assert_eq!(response.headers()["allow"], "POST");
+        assert_refused(
+            &r,
+            event(|v| v["headers"]["content-type"] = "text/plain".into()),
+            415,
+            "unsupported_media_type",
+        )
+        .await;
+        assert_refused(
+            &r,
+            event(|v| {
+                v["headers"].as_object_mut().unwrap().remove("content-type");
+            }),
+            415,
+            "unsupported_media_type",
+        )
+        .await;
+        let huge = json!({"code": 200, "data": {"task_id": TASK, "video_url": "https://cdn.example/v.mp4"}, "pad": "x".repeat(70_000)});
+        assert_refused(&r, with_body(huge), 413, "payload_too_large").await;
+
+        let response = assert_refused(
+            &r,
+            event(|v| {
+                v["rawQueryString"] = "token=test-token-0123456789abcdeX".into();
+                v["queryStringParameters"] = json!({"token": "test-token-0123456789abcdeX"});
+            }),
+            401,
+            "unauthorized",
+        )
+        .await;
+        assert_eq!(
+            read(&response)["message"],
+            "the request could not be verified"
+        );
+        assert_refused(
+            &r,
+            event(|v| {
+                v["rawQueryString"] = "".into();
+                v["queryStringParameters"] = json!({});
+            }),
+            401,
+            "unauthorized",
+        )
+        .await;
+
+        assert_refused(
+            &r,
+            event(|v| v["body"] = "{oops".into()),
+            400,
+            "invalid_json",
+        )
+        .await;
+        assert_refused(&r, with_body(callback(200, None)), 400, "missing_video_url").await;
+        assert_refused(
+            &r,
+            with_body(callback(200, Some("http://cdn.example/v.mp4"))),
+            400,
+            "invalid_video_url",
+        )
+        .await;
+        assert_refused(&r, with_body(callback(302, None)), 400, "unsupported_code").await;
+        assert_refused(&r, with_body(json!({"code": 200, "data": {"task_id": "../etc", "video_url": "https://c.example/v"}})), 400, "invalid_task_id").await;
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_store_is_a_503_with_a_generic_body() {
+        let r = receiver();
+        r.store.set_unavailable(true);
+        let response = r.handle(event(|_| {})).await;
+        assert_eq!(response.status(), 503);
+        assert_eq!(
+            read(&response),
+            json!({"error": "unavailable", "message": "temporarily unavailable; retry later"})
+        );
+    }
+
+    /// A store that never answers in time.
+    struct StalledStore;
+
+    impl TaskStore for StalledStore {
+        async fn create(&self, _: &Task) -> Result<Created, StoreError> {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(Created::New)
+        }
+        async fn count_callback(&self, _: &TaskId, _: Timestamp) -> Result<u32, StoreError> {
+            Ok(1)
+        }
+        async fn apply(&self, _: &TaskId, _: &Update) -> Result<Applied, StoreError> {
+            Ok(Applied::Conflict(None))
+        }
+        async fn get(&self, _: &TaskId) -> Result<Option<Task>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_store_is_a_503_at_the_deadline_not_a_hang() {
+        let r = Receiver::new(StalledStore, config(&[("STORE_DEADLINE_MS", "100")]));
+        let started = Instant::now();
+        let response = r.handle(event(|_| {})).await;
+        assert_eq!(response.status(), 503);
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn unauthenticated_mode_accepts_without_credentials() {
+        let config = ReceiverConfig::from_env(&Env::from_pairs([
+            ("TABLE_NAME", "t"),
+            ("CALLBACK_AUTH", "none"),
+        ]))
+        .unwrap();
+        let r = Receiver::new(MemoryTaskStore::default(), config);
+        let request = event(|v| {
+            v["rawQueryString"] = "".into();
+            v["queryStringParameters"] = json!({});
+        });
+        assert_eq!(r.handle(request).await.status(), 200);
+    }
+}

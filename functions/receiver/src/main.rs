@@ -1,0 +1,58 @@
+//! Receiver Lambda: API Gateway HTTP API `POST /callbacks/music-video` → verified,
+//! deduplicated task record in DynamoDB → 200 in milliseconds. Wiring only; the handler
+//! is in [`handler`].
+
+mod config;
+mod error;
+mod handler;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_http::{Error, Request, service_fn};
+use tracing::{error, info, warn};
+use video_tasks::aws::{CallTimeouts, dynamodb_client, sdk_config};
+use video_tasks::config::Env;
+use video_tasks::store::dynamodb::DynamoTaskStore;
+use video_tasks::telemetry;
+
+use crate::config::ReceiverConfig;
+use crate::handler::Receiver;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = ReceiverConfig::from_env(&Env::process())
+        .inspect_err(|e| error!(error = %e, "invalid configuration"))?;
+    if config.verifier.is_unauthenticated() {
+        warn!("CALLBACK_AUTH=none: callbacks are NOT verified; for local use only");
+    }
+    info!(
+        table = %config.table_name,
+        schemes = ?config.verifier.enabled_schemes().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        max_body_bytes = config.max_body_bytes,
+        store_deadline_ms = config.store_deadline.as_millis() as u64,
+        "receiver starting"
+    );
+
+    let sdk = sdk_config().await;
+    // Whole call, SDK retries included, stays inside the deadline; each attempt gets a
+    // slice of it so one stuck connection cannot eat it all.
+    let timeouts = CallTimeouts {
+        operation: config.store_deadline,
+        attempt: (config.store_deadline / 3).max(Duration::from_millis(300)),
+        max_attempts: 3,
+    };
+    let store = DynamoTaskStore::new(
+        dynamodb_client(&sdk, timeouts),
+        config.table_name.clone(),
+        config.task_ttl,
+    );
+    let receiver = Arc::new(Receiver::new(store, config));
+
+    lambda_http::run(service_fn(move |request: Request| {
+        let receiver = Arc::clone(&receiver);
+        async move { Ok::<_, Error>(receiver.handle(request).await) }
+    }))
+    .await
+}

@@ -1,0 +1,437 @@
+//! The upstream's callback body, parsed into a [`CallbackEnvelope`] that cannot hold a
+//! bad value: a valid [`TaskId`], and a [`VideoUrl`] exactly when the task succeeded.
+//!
+//! ```json
+//! {"code":200,"msg":"MP4 generated successfully.","data":{"task_id":"...","video_url":"https://..."}}
+//! ```
+//! Unknown fields are tolerated (the upstream may add some); every rejection is an
+//! [`EnvelopeError`] with a stable machine code.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use url::Url;
+
+use crate::task_id::{TaskId, TaskIdError};
+
+/// Longest accepted video URL (signed CDN URLs are long, but not this long).
+pub const MAX_VIDEO_URL_LEN: usize = 2048;
+
+/// The upstream's success code; any other accepted code is a failure.
+pub const SUCCESS_CODE: u16 = 200;
+
+/// What the callback says happened to the task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `code == 200`: the video is ready at `video_url`.
+    Succeeded { video_url: VideoUrl },
+    /// A 4xx/5xx code (400 bad request, 451 source download failed, 500 server error, or
+    /// a newer failure code): `video_url` was null or absent.
+    Failed { code: u16 },
+}
+
+/// A parsed, validated callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackEnvelope {
+    pub task_id: TaskId,
+    pub msg: String,
+    pub outcome: Outcome,
+}
+
+impl CallbackEnvelope {
+    /// The upstream's code as sent.
+    pub fn code(&self) -> u16 {
+        match self.outcome {
+            Outcome::Succeeded { .. } => SUCCESS_CODE,
+            Outcome::Failed { code } => code,
+        }
+    }
+
+    pub fn video_url(&self) -> Option<&VideoUrl> {
+        match &self.outcome {
+            Outcome::Succeeded { video_url } => Some(video_url),
+            Outcome::Failed { .. } => None,
+        }
+    }
+
+    /// Parses a raw body. `policy` decides whether plain-http video URLs are acceptable
+    /// (only for local use).
+    pub fn parse(body: &[u8], policy: &VideoUrlPolicy) -> Result<Self, EnvelopeError> {
+        let root: Value =
+            serde_json::from_slice(body).map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
+        let Value::Object(root) = root else {
+            return Err(EnvelopeError::InvalidJson(
+                "body is not a JSON object".into(),
+            ));
+        };
+
+        let code = parse_code(root.get("code"))?;
+        let msg = match root.get("msg") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(EnvelopeError::InvalidMsg),
+        };
+        let data = match root.get("data") {
+            None | Some(Value::Null) => return Err(EnvelopeError::MissingTaskId),
+            Some(Value::Object(data)) => data,
+            Some(_) => return Err(EnvelopeError::InvalidJson("data is not an object".into())),
+        };
+        let task_id = match data.get("task_id") {
+            None | Some(Value::Null) => return Err(EnvelopeError::MissingTaskId),
+            Some(Value::String(s)) => TaskId::parse(s).map_err(EnvelopeError::InvalidTaskId)?,
+            Some(_) => return Err(EnvelopeError::InvalidTaskId(TaskIdError::InvalidCharacter)),
+        };
+        let raw_url = match data.get("video_url") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.as_str()),
+            Some(_) => return Err(EnvelopeError::InvalidVideoUrl(VideoUrlError::NotAString)),
+        };
+
+        let outcome = match (code, raw_url) {
+            (SUCCESS_CODE, Some(raw)) => Outcome::Succeeded {
+                video_url: VideoUrl::parse(raw, policy).map_err(EnvelopeError::InvalidVideoUrl)?,
+            },
+            (SUCCESS_CODE, None) => return Err(EnvelopeError::MissingVideoUrl),
+            (code, None) => Outcome::Failed { code },
+            (_, Some(_)) => return Err(EnvelopeError::UnexpectedVideoUrl),
+        };
+        Ok(Self {
+            task_id,
+            msg,
+            outcome,
+        })
+    }
+}
+
+fn parse_code(raw: Option<&Value>) -> Result<u16, EnvelopeError> {
+    let Some(raw) = raw.filter(|v| !v.is_null()) else {
+        return Err(EnvelopeError::MissingCode);
+    };
+    let Some(code) = raw.as_i64() else {
+        return Err(EnvelopeError::InvalidCode);
+    };
+    match u16::try_from(code) {
+        Ok(SUCCESS_CODE) => Ok(SUCCESS_CODE),
+        // Failure codes: the documented 400/451/500 and any newer 4xx/5xx, recorded as sent
+        // rather than refused, so a failure is never lost to an unknown code.
+        Ok(c @ 400..=599) => Ok(c),
+        _ => Err(EnvelopeError::UnsupportedCode(code)),
+    }
+}
+
+/// Reads `data.task_id` as sent, without validating anything else: the upstream's
+/// signature covers the raw id, so verification needs it before the body is trusted.
+pub fn probe_task_id(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        data: ProbeData,
+    }
+    #[derive(Deserialize)]
+    struct ProbeData {
+        task_id: String,
+    }
+    serde_json::from_slice::<Probe>(body)
+        .ok()
+        .map(|p| p.data.task_id)
+}
+
+/// Which video URLs the receiver accepts. The SSRF guard in ingest decides separately
+/// (and again on every redirect) where a URL may actually lead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VideoUrlPolicy {
+    /// Accept `http://` as well as `https://`. Local stacks only.
+    pub allow_http: bool,
+}
+
+/// An absolute http(s) URL without credentials, at most [`MAX_VIDEO_URL_LEN`] long.
+/// `Debug` and `Display` omit the query string (see [`VideoUrl::redacted`]).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct VideoUrl(Url);
+
+impl VideoUrl {
+    pub fn parse(raw: &str, policy: &VideoUrlPolicy) -> Result<Self, VideoUrlError> {
+        if raw.len() > MAX_VIDEO_URL_LEN {
+            return Err(VideoUrlError::TooLong);
+        }
+        let url = Url::parse(raw).map_err(|_| VideoUrlError::Malformed)?;
+        match url.scheme() {
+            "https" => {}
+            "http" if policy.allow_http => {}
+            _ => return Err(VideoUrlError::SchemeNotAllowed),
+        }
+        if url.host().is_none() {
+            return Err(VideoUrlError::Malformed);
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(VideoUrlError::HasUserinfo);
+        }
+        Ok(Self(url))
+    }
+
+    pub fn as_url(&self) -> &Url {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The URL without its query string, for logs: signed CDN URLs carry credentials there.
+    pub fn redacted(&self) -> String {
+        let mut u = self.0.clone();
+        let had_query = u.query().is_some();
+        u.set_query(None);
+        u.set_fragment(None);
+        let mut s = String::from(u);
+        if had_query {
+            s.push_str("?<redacted>");
+        }
+        s
+    }
+}
+
+impl TryFrom<String> for VideoUrl {
+    type Error = VideoUrlError;
+    /// Re-reading a stored URL: it was validated on the way in, possibly under a policy
+    /// that allowed http (local stacks), so only the shape is checked here.
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value, &VideoUrlPolicy { allow_http: true })
+    }
+}
+
+impl From<VideoUrl> for String {
+    fn from(value: VideoUrl) -> Self {
+        value.0.into()
+    }
+}
+
+impl fmt::Debug for VideoUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VideoUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for VideoUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Why a `video_url` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VideoUrlError {
+    #[error("video_url is not a string")]
+    NotAString,
+    #[error("video_url is longer than {MAX_VIDEO_URL_LEN} characters")]
+    TooLong,
+    #[error("video_url is not an absolute URL with a host")]
+    Malformed,
+    #[error("video_url must use https")]
+    SchemeNotAllowed,
+    #[error("video_url must not carry a user name or password")]
+    HasUserinfo,
+}
+
+/// Why a callback body was refused. [`EnvelopeError::code`] is the stable machine code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("code is missing")]
+    MissingCode,
+    #[error("code is not an integer")]
+    InvalidCode,
+    #[error("code {0} is not 200 or a 4xx/5xx failure code")]
+    UnsupportedCode(i64),
+    #[error("msg is not a string")]
+    InvalidMsg,
+    #[error("data.task_id is missing")]
+    MissingTaskId,
+    #[error("data.task_id is invalid: {0}")]
+    InvalidTaskId(TaskIdError),
+    #[error("data.video_url is required when code is 200")]
+    MissingVideoUrl,
+    #[error("data.video_url is invalid: {0}")]
+    InvalidVideoUrl(VideoUrlError),
+    #[error("data.video_url must be null when code is not 200")]
+    UnexpectedVideoUrl,
+}
+
+impl EnvelopeError {
+    /// Stable, machine-readable error code for API responses and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => "invalid_json",
+            Self::MissingCode => "missing_code",
+            Self::InvalidCode => "invalid_code",
+            Self::UnsupportedCode(_) => "unsupported_code",
+            Self::InvalidMsg => "invalid_msg",
+            Self::MissingTaskId => "missing_task_id",
+            Self::InvalidTaskId(_) => "invalid_task_id",
+            Self::MissingVideoUrl => "missing_video_url",
+            Self::InvalidVideoUrl(_) => "invalid_video_url",
+            Self::UnexpectedVideoUrl => "unexpected_video_url",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const STRICT: VideoUrlPolicy = VideoUrlPolicy { allow_http: false };
+
+    fn parse(v: Value) -> Result<CallbackEnvelope, EnvelopeError> {
+        CallbackEnvelope::parse(v.to_string().as_bytes(), &STRICT)
+    }
+
+    fn code_of(v: Value) -> &'static str {
+        parse(v).unwrap_err().code()
+    }
+
+    #[test]
+    fn parses_the_upstream_success_example() {
+        let env = parse(json!({
+            "code": 200, "msg": "MP4 generated successfully.",
+            "data": {"task_id": "taskId_774b9aa0422f",
+                     "video_url": "https://example.com/videos/video_847715e66259.mp4"}
+        }))
+        .unwrap();
+        assert_eq!(env.task_id.as_str(), "taskId_774b9aa0422f");
+        assert_eq!(env.code(), 200);
+        assert_eq!(env.msg, "MP4 generated successfully.");
+        assert_eq!(
+            env.video_url().unwrap().as_str(),
+            "https://example.com/videos/video_847715e66259.mp4"
+        );
+    }
+
+    #[test]
+    fn parses_documented_failures_with_null_or_absent_url() {
+        for code in [400, 451, 500] {
+            let env = parse(json!({"code": code, "msg": "boom",
+                                   "data": {"task_id": "t1", "video_url": null}}))
+            .unwrap();
+            assert_eq!(env.outcome, Outcome::Failed { code });
+            let env =
+                parse(json!({"code": code, "msg": "boom", "data": {"task_id": "t1"}})).unwrap();
+            assert_eq!(env.video_url(), None);
+        }
+    }
+
+    #[test]
+    fn tolerates_unknown_fields_and_missing_msg() {
+        let env = parse(json!({"code": 200, "extra": [1, 2],
+            "data": {"task_id": "t", "video_url": "https://cdn.example/v.mp4", "duration": 31.5}}))
+        .unwrap();
+        assert_eq!(env.msg, "");
+    }
+
+    #[test]
+    fn each_rejection_has_its_code() {
+        let url = "https://cdn.example/v.mp4";
+        assert_eq!(
+            CallbackEnvelope::parse(b"{not json", &STRICT)
+                .unwrap_err()
+                .code(),
+            "invalid_json"
+        );
+        assert_eq!(code_of(json!([1, 2])), "invalid_json");
+        assert_eq!(code_of(json!({"code": 200, "data": "x"})), "invalid_json");
+        assert_eq!(code_of(json!({"data": {"task_id": "t"}})), "missing_code");
+        assert_eq!(
+            code_of(json!({"code": "200", "data": {"task_id": "t"}})),
+            "invalid_code"
+        );
+        assert_eq!(
+            code_of(json!({"code": 200.5, "data": {"task_id": "t"}})),
+            "invalid_code"
+        );
+        for c in [0, 100, 201, 302, 399, 600, -1, 70_000] {
+            assert_eq!(
+                code_of(json!({"code": c, "data": {"task_id": "t"}})),
+                "unsupported_code"
+            );
+        }
+        assert_eq!(
+            code_of(json!({"code": 500, "msg": 3, "data": {"task_id": "t"}})),
+            "invalid_msg"
+        );
+        assert_eq!(code_of(json!({"code": 200})), "missing_task_id");
+        assert_eq!(
+            code_of(json!({"code": 200, "data": {"video_url": url}})),
+            "missing_task_id"
+        );
+        assert_eq!(
+            code_of(json!({"code": 200, "data": {"task_id": null}})),
+            "missing_task_id"
+        );
+        assert_eq!(
+            code_of(json!({"code": 200, "data": {"task_id": "a/b", "video_url": url}})),
+            "invalid_task_id"
+        );
+        assert_eq!(
+            code_of(json!({"code": 200, "data": {"task_id": 7, "video_url": url}})),
+            "invalid_task_id"
+        );
+        assert_eq!(
+            code_of(json!({"code": 200, "data": {"task_id": "t"}})),
+            "missing_video_url"
+        );
+        assert_eq!(
+            code_of(json!({"code": 200, "data": {"task_id": "t", "video_url": null}})),
+            "missing_video_url"
+        );
+        assert_eq!(
+            code_of(json!({"code": 451, "data": {"task_id": "t", "video_url": url}})),
+            "unexpected_video_url"
+        );
+    }
+
+    #[test]
+    fn video_url_rules() {
+        let bad = |u: &str| {
+            let v = json!({"code": 200, "data": {"task_id": "t", "video_url": u}});
+            assert_eq!(code_of(v), "invalid_video_url", "{u}");
+        };
+        bad("http://cdn.example/v.mp4");
+        bad("ftp://cdn.example/v.mp4");
+        bad("file:///etc/passwd");
+        bad("https://user:pw@cdn.example/v.mp4");
+        bad("https://user@cdn.example/v.mp4");
+        bad("/relative/v.mp4");
+        bad("not a url");
+        bad(&format!(
+            "https://cdn.example/{}",
+            "a".repeat(MAX_VIDEO_URL_LEN)
+        ));
+        assert_eq!(
+            code_of(json!({"code": 200, "data": {"task_id": "t", "video_url": 5}})),
+            "invalid_video_url"
+        );
+
+        let local = VideoUrlPolicy { allow_http: true };
+        let body = json!({"code": 200, "data": {"task_id": "t", "video_url": "http://127.0.0.1:8090/v.mp4"}});
+        assert!(CallbackEnvelope::parse(body.to_string().as_bytes(), &local).is_ok());
+    }
+
+    #[test]
+    fn redacts_query_strings_in_logs() {
+        let u = VideoUrl::parse("https://cdn.example/v.mp4?X-Amz-Signature=abc", &STRICT).unwrap();
+        assert_eq!(u.to_string(), "https://cdn.example/v.mp4?<redacted>");
+        assert!(!format!("{u:?}").contains("abc"));
+    }
+
+    #[test]
+    fn probe_reads_the_raw_task_id_only() {
+        assert_eq!(
+            probe_task_id(br#"{"data":{"task_id":"a/b"}}"#).as_deref(),
+            Some("a/b")
+        );
+        assert_eq!(probe_task_id(br#"{"data":{}}"#), None);
+        assert_eq!(probe_task_id(b"nope"), None);
+    }
+}

@@ -1,0 +1,143 @@
+//! Recording a callback: the receiver's one use case, written against the [`TaskStore`]
+//! port. A new task costs exactly one conditional write; a repeat costs two (the failed
+//! put that returns the existing record, then the decided update).
+
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::envelope::CallbackEnvelope;
+use crate::store::{Applied, Created, StoreError, TaskStore};
+use crate::task::{RepeatDecision, Task, TaskStatus};
+
+/// How many times a revive is retried when concurrent writers change the record under it.
+const MAX_CONFLICT_RETRIES: usize = 5;
+
+/// What recording a callback did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// First callback for this task; it is now in `status`.
+    Created { status: TaskStatus },
+    /// Seen before; counted, nothing else changed.
+    Duplicate { callback_count: u32 },
+    /// A failed task got a success callback and is `received` again.
+    Revived { callback_count: u32 },
+}
+
+impl Recorded {
+    /// The outcome as reported to the sender and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created { .. } | Self::Revived { .. } => "received",
+            Self::Duplicate { .. } => "duplicate",
+        }
+    }
+}
+
+/// Records `envelope`, deduplicating on its task id.
+pub async fn record_callback<S: TaskStore>(
+    store: &S,
+    envelope: &CallbackEnvelope,
+    now: Timestamp,
+    ttl: Duration,
+) -> Result<Recorded, StoreError> {
+    let task = Task::from_callback(envelope, now, ttl);
+    let mut existing = match store.create(&task).await? {
+        Created::New => {
+            return Ok(Recorded::Created {
+                status: task.status,
+            });
+        }
+        Created::Exists(existing) => existing,
+    };
+    for _ in 0..MAX_CONFLICT_RETRIES {
+        match existing.on_repeat_callback(envelope, now) {
+            RepeatDecision::Duplicate => {
+                let callback_count = store.count_callback(&envelope.task_id, now).await?;
+                return Ok(Recorded::Duplicate { callback_count });
+            }
+            RepeatDecision::Revive(update) => {
+                match store.apply(&envelope.task_id, &update).await? {
+                    Applied::Done(task) => {
+                        return Ok(Recorded::Revived {
+                            callback_count: task.callback_count,
+                        });
+                    }
+                    Applied::Conflict(Some(current)) => existing = current,
+                    Applied::Conflict(None) => {
+                        return Err(StoreError::Vanished(envelope.task_id.clone()));
+                    }
+                }
+            }
+        }
+    }
+    Err(StoreError::Contended(envelope.task_id.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{Outcome, VideoUrl, VideoUrlPolicy};
+    use crate::store::memory::MemoryTaskStore;
+    use crate::task::DEFAULT_TASK_TTL;
+    use crate::task_id::TaskId;
+
+    fn envelope(code: u16) -> CallbackEnvelope {
+        let outcome = if code == 200 {
+            Outcome::Succeeded {
+                video_url: VideoUrl::parse("https://cdn.example/v.mp4", &VideoUrlPolicy::default())
+                    .unwrap(),
+            }
+        } else {
+            Outcome::Failed { code }
+        };
+        CallbackEnvelope {
+            task_id: TaskId::parse("t-1").unwrap(),
+            msg: String::new(),
+            outcome,
+        }
+    }
+
+    #[tokio::test]
+    async fn new_duplicate_and_revive() {
+        let store = MemoryTaskStore::default();
+        let now = Timestamp::from_secs(1_795_000_000);
+        let r = record_callback(&store, &envelope(451), now, DEFAULT_TASK_TTL)
+            .await
+            .unwrap();
+        assert_eq!(
+            r,
+            Recorded::Created {
+                status: TaskStatus::Failed
+            }
+        );
+        let r = record_callback(&store, &envelope(451), now, DEFAULT_TASK_TTL)
+            .await
+            .unwrap();
+        assert_eq!(r, Recorded::Duplicate { callback_count: 2 });
+        let r = record_callback(&store, &envelope(200), now, DEFAULT_TASK_TTL)
+            .await
+            .unwrap();
+        assert_eq!(r, Recorded::Revived { callback_count: 3 });
+        let r = record_callback(&store, &envelope(200), now, DEFAULT_TASK_TTL)
+            .await
+            .unwrap();
+        assert_eq!(r, Recorded::Duplicate { callback_count: 4 });
+        let task = store.snapshot(&TaskId::parse("t-1").unwrap()).unwrap();
+        assert_eq!(
+            (task.status, task.callback_count),
+            (TaskStatus::Received, 4)
+        );
+    }
+
+    #[tokio::test]
+    async fn store_errors_propagate() {
+        let store = MemoryTaskStore::default();
+        store.set_unavailable(true);
+        let now = Timestamp::from_secs(1_795_000_000);
+        let err = record_callback(&store, &envelope(200), now, DEFAULT_TASK_TTL)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)));
+        assert!(store.is_empty());
+    }
+}
