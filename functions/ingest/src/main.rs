@@ -1,1 +1,58 @@
-fn main() {}
+//! Ingest Lambda: DynamoDB stream (tasks that became `received`) → video in S3.
+//! Wiring only; the handler is in [`ingest::handler`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::dynamodb::Event;
+use ingest::config::IngestConfig;
+use ingest::handler::Ingest;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use tracing::{error, info};
+use video_tasks::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config};
+use video_tasks::config::Env;
+use video_tasks::fetch::guarded_client;
+use video_tasks::sink::s3::S3VideoSink;
+use video_tasks::store::dynamodb::DynamoTaskStore;
+use video_tasks::telemetry;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = IngestConfig::from_env(&Env::process())
+        .inspect_err(|e| error!(error = %e, "invalid configuration"))?;
+    info!(
+        table = %config.table_name,
+        bucket = %config.bucket_name,
+        part_size = config.transfer.part_size,
+        concurrency = config.transfer.concurrency,
+        max_bytes = config.source.max_bytes,
+        allowed_hosts = config.url_policy.allowed_hosts.len(),
+        allow_loopback = config.url_policy.allow_loopback,
+        "ingest starting"
+    );
+
+    let sdk = sdk_config().await;
+    let timeouts = CallTimeouts {
+        operation: Duration::from_secs(10),
+        attempt: Duration::from_secs(3),
+        max_attempts: 3,
+    };
+    let store = DynamoTaskStore::new(
+        dynamodb_client(&sdk, timeouts),
+        config.table_name.clone(),
+        config.task_ttl,
+    );
+    let sink = S3VideoSink::new(
+        s3_client(&sdk, config.s3_force_path_style),
+        config.bucket_name.clone(),
+    );
+    let client = guarded_client(config.url_policy.clone(), config.fetch_timeouts)?;
+    let ingest = Arc::new(Ingest::new(store, sink, client, config));
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
+        let ingest = Arc::clone(&ingest);
+        async move { ingest.handle(event).await }
+    }))
+    .await
+}

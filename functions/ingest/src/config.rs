@@ -1,0 +1,175 @@
+//! The ingest function's configuration, read once from the environment at cold start.
+
+use std::time::Duration;
+
+use video_tasks::config::{ConfigError, Env, in_range};
+use video_tasks::fetch::FetchTimeouts;
+use video_tasks::ssrf::UrlPolicy;
+
+use crate::backoff::Backoff;
+use crate::source::SourceSettings;
+use crate::transfer::{MIN_PART_SIZE, ProgressPolicy, TransferSettings};
+
+const MIN_PART_MIB: u64 = (MIN_PART_SIZE as u64) / MIB;
+
+const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
+/// In-place copy (how the final metadata is written) handles objects up to 5 GiB.
+const MAX_OBJECT_BYTES: u64 = 5 * GIB;
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// `TABLE_NAME`
+    pub table_name: String,
+    /// `BUCKET_NAME`
+    pub bucket_name: String,
+    /// `S3_FORCE_PATH_STYLE` (local S3-protocol servers).
+    pub s3_force_path_style: bool,
+    /// `VIDEO_URL_ALLOWED_HOSTS`, `VIDEO_URL_ALLOW_HTTP`, `VIDEO_URL_ALLOW_LOOPBACK`.
+    pub url_policy: UrlPolicy,
+    /// `CONNECT_TIMEOUT_SECS` (10), `READ_IDLE_TIMEOUT_SECS` (30).
+    pub fetch_timeouts: FetchTimeouts,
+    /// `MAX_VIDEO_BYTES` (4 GiB), `DOWNLOAD_RETRIES` (5).
+    pub source: SourceSettings,
+    /// `PART_SIZE_MIB` (8, ≥ 5), `UPLOAD_CONCURRENCY` (4), `PROGRESS_INTERVAL_SECS` (5).
+    pub transfer: TransferSettings,
+    /// `MAX_ATTEMPTS` (5): claims of one task before it fails as `max_attempts_exceeded`.
+    pub max_attempts: u32,
+    /// `DEADLINE_MARGIN_SECS` (20): time kept back from the invocation's deadline to
+    /// abort the upload and record the outcome.
+    pub deadline_margin: Duration,
+    /// `TASK_TTL_DAYS` (30).
+    pub task_ttl: Duration,
+}
+
+impl IngestConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        // 5 GiB in parts of at least 5 MiB stays far below S3's 10,000-part limit.
+        let part_mib = in_range(
+            "PART_SIZE_MIB",
+            env.parse_or("PART_SIZE_MIB", 8u64)?,
+            MIN_PART_MIB..=512,
+        )?;
+        let part_size = usize::try_from(part_mib * MIB).map_err(|_| ConfigError::Invalid {
+            name: "PART_SIZE_MIB",
+            reason: "too large".into(),
+        })?;
+        let max_bytes = in_range(
+            "MAX_VIDEO_BYTES",
+            env.parse_or("MAX_VIDEO_BYTES", 4 * GIB)?,
+            1..=MAX_OBJECT_BYTES,
+        )?;
+        let concurrency = in_range(
+            "UPLOAD_CONCURRENCY",
+            env.parse_or("UPLOAD_CONCURRENCY", 4usize)?,
+            1..=32,
+        )?;
+        let retries = in_range(
+            "DOWNLOAD_RETRIES",
+            env.parse_or("DOWNLOAD_RETRIES", 5u32)?,
+            0..=20,
+        )?;
+        let connect = in_range(
+            "CONNECT_TIMEOUT_SECS",
+            env.parse_or("CONNECT_TIMEOUT_SECS", 10u64)?,
+            1..=120,
+        )?;
+        let read_idle = in_range(
+            "READ_IDLE_TIMEOUT_SECS",
+            env.parse_or("READ_IDLE_TIMEOUT_SECS", 30u64)?,
+            1..=600,
+        )?;
+        let progress = in_range(
+            "PROGRESS_INTERVAL_SECS",
+            env.parse_or("PROGRESS_INTERVAL_SECS", 5u64)?,
+            1..=300,
+        )?;
+        let margin = in_range(
+            "DEADLINE_MARGIN_SECS",
+            env.parse_or("DEADLINE_MARGIN_SECS", 20u64)?,
+            1..=300,
+        )?;
+        let ttl_days = in_range(
+            "TASK_TTL_DAYS",
+            env.parse_or("TASK_TTL_DAYS", 30u64)?,
+            1..=3_650,
+        )?;
+        Ok(Self {
+            table_name: env.required("TABLE_NAME")?.to_owned(),
+            bucket_name: env.required("BUCKET_NAME")?.to_owned(),
+            s3_force_path_style: env.flag("S3_FORCE_PATH_STYLE")?,
+            url_policy: UrlPolicy::from_env(env)?,
+            fetch_timeouts: FetchTimeouts {
+                connect: Duration::from_secs(connect),
+                read_idle: Duration::from_secs(read_idle),
+            },
+            source: SourceSettings {
+                max_bytes,
+                backoff: Backoff {
+                    base: Duration::from_millis(500),
+                    max: Duration::from_secs(20),
+                    retries,
+                },
+            },
+            transfer: TransferSettings {
+                part_size,
+                concurrency,
+                max_restarts: 2,
+                progress: ProgressPolicy {
+                    interval: Duration::from_secs(progress),
+                    bytes: 64 * MIB,
+                    min_gap: Duration::from_secs(1),
+                },
+            },
+            max_attempts: in_range("MAX_ATTEMPTS", env.parse_or("MAX_ATTEMPTS", 5u32)?, 1..=100)?,
+            deadline_margin: Duration::from_secs(margin),
+            task_ttl: Duration::from_secs(ttl_days * 24 * 3600),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![("TABLE_NAME", "t"), ("BUCKET_NAME", "b")]
+    }
+
+    #[test]
+    fn defaults() {
+        let c = IngestConfig::from_env(&Env::from_pairs(base())).unwrap();
+        assert_eq!(c.transfer.part_size, 8 << 20);
+        assert_eq!(c.transfer.concurrency, 4);
+        assert_eq!(c.source.max_bytes, 4 << 30);
+        assert_eq!(c.max_attempts, 5);
+        assert!(
+            !c.url_policy.allow_http
+                && !c.url_policy.allow_loopback
+                && c.url_policy.allowed_hosts.is_empty()
+        );
+    }
+
+    #[test]
+    fn limits_name_their_variable() {
+        for (name, value) in [
+            ("PART_SIZE_MIB", "4"),
+            ("MAX_VIDEO_BYTES", "6442450944"),
+            ("UPLOAD_CONCURRENCY", "0"),
+            ("MAX_ATTEMPTS", "x"),
+            ("VIDEO_URL_ALLOW_LOOPBACK", "perhaps"),
+        ] {
+            let mut pairs = base();
+            pairs.push((name, value));
+            let err = IngestConfig::from_env(&Env::from_pairs(pairs)).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
+        let err = IngestConfig::from_env(&Env::from_pairs([("TABLE_NAME", "t")])).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::Missing {
+                name: "BUCKET_NAME"
+            }
+        );
+    }
+}

@@ -1,0 +1,480 @@
+//! Source → sink in constant memory: bytes are copied into one part buffer; a full part
+//! is handed to a bounded pool of concurrent part uploads, and reading waits for a free
+//! slot, so memory stays near `(concurrency + 1) × part_size` whatever the video's size.
+//! The SHA-256 of the whole stream is computed as it passes. Any failure drains the
+//! in-flight parts and aborts the multipart upload: nothing half-written stays behind.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{info, warn};
+use url::Url;
+use video_tasks::TaskId;
+use video_tasks::sink::{
+    MultipartUpload, ObjectMeta, SinkError, UploadedPart, VIDEO_CONTENT_TYPE, VideoSink,
+};
+use video_tasks::ssrf::UrlPolicy;
+use video_tasks::task::FailureReason;
+
+use crate::sniff::{Sniff, sniff_mp4};
+use crate::source::{SourceError, SourceSettings, VideoSource};
+
+/// Smallest part S3 accepts (except the last).
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+
+/// How one transfer runs.
+#[derive(Debug, Clone, Copy)]
+pub struct TransferSettings {
+    pub part_size: usize,
+    pub concurrency: usize,
+    /// Restarts from byte 0 when the source cannot resume.
+    pub max_restarts: u32,
+    pub progress: ProgressPolicy,
+}
+
+/// When progress is worth a write: after `interval`, or after `bytes` more bytes, but
+/// never more often than `min_gap`.
+#[derive(Debug, Clone, Copy)]
+pub struct ProgressPolicy {
+    pub interval: Duration,
+    pub bytes: u64,
+    pub min_gap: Duration,
+}
+
+/// Decides when to report progress (pure, given the clock).
+#[derive(Debug, Clone, Copy)]
+pub struct ProgressClock {
+    policy: ProgressPolicy,
+    last_at: Instant,
+    last_bytes: u64,
+}
+
+impl ProgressClock {
+    pub fn new(policy: ProgressPolicy, now: Instant) -> Self {
+        Self {
+            policy,
+            last_at: now,
+            last_bytes: 0,
+        }
+    }
+
+    /// Whether `bytes` should be reported at `now`; if so, records it as reported.
+    pub fn due(&mut self, bytes: u64, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last_at);
+        let grown = bytes.saturating_sub(self.last_bytes);
+        let due = grown > 0
+            && elapsed >= self.policy.min_gap
+            && (elapsed >= self.policy.interval || grown >= self.policy.bytes);
+        if due {
+            self.last_at = now;
+            self.last_bytes = bytes;
+        }
+        due
+    }
+}
+
+/// Receives progress reports (the handler writes them to the task).
+pub trait Progress: Send + Sync {
+    fn report(&self, bytes_received: u64) -> impl Future<Output = ()> + Send;
+}
+
+/// What a finished transfer produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transferred {
+    pub bytes: u64,
+    /// Lowercase hex SHA-256 of the whole stream.
+    pub sha256: String,
+    /// Parts uploaded (0 for a single put).
+    pub parts: usize,
+    /// Ranged requests sent to resume a broken download.
+    pub ranged_requests: u32,
+    /// Times the transfer started over from byte 0.
+    pub restarts: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("not an MP4 file: no ftyp box at the start")]
+    NotMp4,
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("the invocation's deadline arrived after {0} bytes")]
+    Deadline(u64),
+    #[error("a part upload task failed: {0}")]
+    Join(String),
+}
+
+impl TransferError {
+    /// `Some(reason)` when the task must fail; `None` when a later attempt may succeed.
+    pub fn failure_reason(&self) -> Option<FailureReason> {
+        match self {
+            Self::Source(e) => e.failure_reason(),
+            Self::NotMp4 => Some(FailureReason::NotMp4),
+            Self::Sink(_) | Self::Deadline(_) | Self::Join(_) => None,
+        }
+    }
+}
+
+/// Where the bytes go and under which name.
+#[derive(Debug)]
+pub struct Destination<'a, K> {
+    pub sink: &'a K,
+    pub key: &'a str,
+    pub task_id: &'a TaskId,
+}
+
+/// Where the bytes come from.
+#[derive(Debug)]
+pub struct Origin<'a> {
+    pub client: &'a reqwest::Client,
+    pub url: &'a Url,
+    pub policy: &'a UrlPolicy,
+    pub settings: SourceSettings,
+}
+
+/// Copies `origin` to `destination` before `deadline`.
+pub async fn transfer<K: VideoSink, P: Progress>(
+    origin: &Origin<'_>,
+    destination: &Destination<'_, K>,
+    settings: &TransferSettings,
+    deadline: Instant,
+    progress: &P,
+) -> Result<Transferred, TransferError> {
+    let mut restarts = 0;
+    loop {
+        let mut upload: Option<K::Upload> = None;
+        let result = attempt(
+            origin,
+            destination,
+            settings,
+            deadline,
+            progress,
+            &mut upload,
+            restarts,
+        )
+        .await;
+        if result.is_err() {
+            if let Some(upload) = upload.take() {
+                abort(&upload).await;
+            }
+        }
+        match result {
+            Err(TransferError::Source(SourceError::CannotResume { offset, mismatch }))
+                if restarts < settings.max_restarts =>
+            {
+                restarts += 1;
+                warn!(offset, %mismatch, restarts, "source cannot resume; starting over from byte 0");
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn abort<U: MultipartUpload>(upload: &U) {
+    match upload.abort().await {
+        Ok(()) => info!(upload_id = upload.upload_id(), "multipart upload aborted"),
+        // The bucket's lifecycle rule removes it after a day; say so loudly.
+        Err(e) => {
+            warn!(upload_id = upload.upload_id(), error = %e, "could not abort multipart upload")
+        }
+    }
+}
+
+/// Awaits `fut` unless the deadline comes first.
+async fn within<T>(
+    deadline: Instant,
+    bytes: u64,
+    fut: impl Future<Output = T>,
+) -> Result<T, TransferError> {
+    tokio::time::timeout_at(deadline, fut)
+        .await
+        .map_err(|_| TransferError::Deadline(bytes))
+}
+
+/// One pass from byte 0.
+async fn attempt<K: VideoSink, P: Progress>(
+    origin: &Origin<'_>,
+    destination: &Destination<'_, K>,
+    settings: &TransferSettings,
+    deadline: Instant,
+    progress: &P,
+    upload: &mut Option<K::Upload>,
+    restarts: u32,
+) -> Result<Transferred, TransferError> {
+    let mut parts = PartUploads::new(settings.concurrency);
+    let result = copy(
+        origin,
+        destination,
+        settings,
+        deadline,
+        progress,
+        upload,
+        &mut parts,
+        restarts,
+    )
+    .await;
+    if result.is_err() {
+        // No part may still be uploading when the upload is aborted.
+        parts.cancel().await;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn copy<K: VideoSink, P: Progress>(
+    origin: &Origin<'_>,
+    destination: &Destination<'_, K>,
+    settings: &TransferSettings,
+    deadline: Instant,
+    progress: &P,
+    upload: &mut Option<K::Upload>,
+    parts: &mut PartUploads,
+    restarts: u32,
+) -> Result<Transferred, TransferError> {
+    let part_size = settings.part_size;
+    let meta = ObjectMeta {
+        content_type: VIDEO_CONTENT_TYPE.into(),
+        metadata: vec![("task-id".into(), destination.task_id.to_string())],
+    };
+    let mut source = within(
+        deadline,
+        0,
+        VideoSource::open(origin.client, origin.url, origin.policy, origin.settings),
+    )
+    .await??;
+    let mut hasher = Sha256::new();
+    let mut buffer = BytesMut::with_capacity(part_size);
+    let mut sniffed = false;
+    let mut next_part: i32 = 1;
+    let mut clock = ProgressClock::new(settings.progress, Instant::now());
+
+    while let Some(chunk) = within(deadline, source.offset(), source.next_chunk()).await?? {
+        hasher.update(&chunk);
+        let mut rest: &[u8] = &chunk;
+        while !rest.is_empty() {
+            let take = rest.len().min(part_size - buffer.len());
+            buffer.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if !sniffed {
+                match sniff_mp4(&buffer, false) {
+                    Sniff::Mp4 { .. } => sniffed = true,
+                    Sniff::NotMp4 => return Err(TransferError::NotMp4),
+                    Sniff::NeedMore => {}
+                }
+            }
+            if buffer.len() == part_size {
+                let upload = match upload {
+                    Some(u) => u.clone(),
+                    None => {
+                        let started = within(
+                            deadline,
+                            source.offset(),
+                            destination.sink.start(destination.key, &meta),
+                        )
+                        .await??;
+                        upload.insert(started).clone()
+                    }
+                };
+                let part = buffer.split().freeze();
+                buffer.reserve(part_size);
+                within(
+                    deadline,
+                    source.offset(),
+                    parts.dispatch(upload, next_part, part),
+                )
+                .await??;
+                next_part += 1;
+            }
+        }
+        if clock.due(source.offset(), Instant::now()) {
+            progress.report(source.offset()).await;
+        }
+    }
+
+    if !sniffed && !matches!(sniff_mp4(&buffer, true), Sniff::Mp4 { .. }) {
+        return Err(TransferError::NotMp4);
+    }
+    let bytes = source.offset();
+    let sha256 = hex(&hasher.finalize());
+    let mut final_meta = meta.clone();
+    final_meta.metadata.push(("sha256".into(), sha256.clone()));
+
+    let part_count = match upload {
+        None => {
+            within(
+                deadline,
+                bytes,
+                destination
+                    .sink
+                    .put(destination.key, buffer.freeze(), &final_meta),
+            )
+            .await??;
+            0
+        }
+        Some(upload) => {
+            if !buffer.is_empty() {
+                within(
+                    deadline,
+                    bytes,
+                    parts.dispatch(upload.clone(), next_part, buffer.freeze()),
+                )
+                .await??;
+            }
+            let uploaded = within(deadline, bytes, parts.finish()).await??;
+            let count = uploaded.len();
+            within(deadline, bytes, upload.complete(uploaded)).await??;
+            // The whole-stream hash is known only now; metadata can only change by copy.
+            within(
+                deadline,
+                bytes,
+                destination
+                    .sink
+                    .replace_metadata(destination.key, &final_meta),
+            )
+            .await??;
+            count
+        }
+    };
+    Ok(Transferred {
+        bytes,
+        sha256,
+        parts: part_count,
+        ranged_requests: source.ranged_requests(),
+        restarts,
+    })
+}
+
+/// Concurrent part uploads, at most `concurrency` at a time.
+struct PartUploads {
+    running: JoinSet<Result<UploadedPart, SinkError>>,
+    slots: Arc<Semaphore>,
+    done: Vec<UploadedPart>,
+}
+
+impl PartUploads {
+    fn new(concurrency: usize) -> Self {
+        Self {
+            running: JoinSet::new(),
+            slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            done: Vec::new(),
+        }
+    }
+
+    /// Starts uploading a part once a slot is free; fails fast if an earlier part failed.
+    async fn dispatch<U: MultipartUpload>(
+        &mut self,
+        upload: U,
+        number: i32,
+        body: Bytes,
+    ) -> Result<(), TransferError> {
+        self.collect_finished()?;
+        let slot = Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .map_err(|e| TransferError::Join(e.to_string()))?;
+        self.collect_finished()?;
+        self.running.spawn(async move {
+            let result = upload.upload_part(number, body).await;
+            drop(slot);
+            result
+        });
+        Ok(())
+    }
+
+    fn collect_finished(&mut self) -> Result<(), TransferError> {
+        while let Some(joined) = self.running.try_join_next() {
+            self.done
+                .push(joined.map_err(|e| TransferError::Join(e.to_string()))??);
+        }
+        Ok(())
+    }
+
+    /// Waits for every part; the first failure wins.
+    async fn finish(&mut self) -> Result<Vec<UploadedPart>, TransferError> {
+        while let Some(joined) = self.running.join_next().await {
+            self.done
+                .push(joined.map_err(|e| TransferError::Join(e.to_string()))??);
+        }
+        Ok(std::mem::take(&mut self.done))
+    }
+
+    /// Stops every running part and waits until they are gone.
+    async fn cancel(&mut self) {
+        self.running.abort_all();
+        while self.running.join_next().await.is_some() {}
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: ProgressPolicy = ProgressPolicy {
+        interval: Duration::from_secs(5),
+        bytes: 64 << 20,
+        min_gap: Duration::from_secs(1),
+    };
+
+    #[test]
+    fn progress_is_reported_by_time_or_volume_but_rate_limited() {
+        let t0 = Instant::now();
+        let mut clock = ProgressClock::new(POLICY, t0);
+        assert!(
+            !clock.due(10 << 20, t0 + Duration::from_secs(2)),
+            "little data, little time"
+        );
+        assert!(
+            clock.due(10 << 20, t0 + Duration::from_secs(5)),
+            "interval elapsed"
+        );
+        assert!(
+            !clock.due(200 << 20, t0 + Duration::from_millis(5_500)),
+            "volume, but within min_gap"
+        );
+        assert!(
+            clock.due(200 << 20, t0 + Duration::from_millis(6_100)),
+            "volume after min_gap"
+        );
+        assert!(
+            !clock.due(200 << 20, t0 + Duration::from_secs(60)),
+            "no new bytes, no write"
+        );
+    }
+
+    #[test]
+    fn hex_encodes_lowercase() {
+        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
+        assert_eq!(
+            hex(&Sha256::digest(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn classification() {
+        assert_eq!(
+            TransferError::NotMp4.failure_reason(),
+            Some(FailureReason::NotMp4)
+        );
+        assert_eq!(TransferError::Deadline(5).failure_reason(), None);
+        assert_eq!(TransferError::Join("x".into()).failure_reason(), None);
+    }
+}
