@@ -1,1 +1,162 @@
-//! support
+//! Shared support for the integration and end-to-end suites: the local stack's
+//! connection details, SDK clients pointed at it, unique ids, and a local video server
+//! whose misbehaviour is scripted per path.
+//!
+//! The suites need the local stack (moto for DynamoDB, SeaweedFS for S3, `cargo lambda
+//! watch` for the functions, the stream pump). `make test` starts it, runs them and
+//! stops it; `.local/stack.env` is how they find it.
+
+// Test support: failing loudly on a broken precondition is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod video_server;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_dynamodb::config::Credentials;
+
+/// Connection details of the running local stack.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    vars: HashMap<String, String>,
+}
+
+impl Stack {
+    /// Reads `.local/stack.env` (written by `infra/local/stack.py`), with the process
+    /// environment taking precedence. Panics with instructions when the stack is not up.
+    pub fn load() -> Self {
+        let path = repo_root().join(".local/stack.env");
+        let mut vars: HashMap<String, String> = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| {
+                panic!("{}: {e}. These tests need the local stack: run `make test` (or `python3 infra/local/stack.py start`).", path.display())
+            })
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').trim_matches('\'').to_owned()))
+            .collect();
+        for (k, v) in std::env::vars() {
+            if vars.contains_key(&k) {
+                vars.insert(k, v);
+            }
+        }
+        Self { vars }
+    }
+
+    pub fn var(&self, name: &str) -> &str {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("{name} missing from .local/stack.env"))
+    }
+
+    pub fn table(&self) -> &str {
+        self.var("TABLE_NAME")
+    }
+
+    pub fn bucket(&self) -> &str {
+        self.var("BUCKET_NAME")
+    }
+
+    fn sdk(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(self.var("AWS_REGION").to_owned()))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(aws_credential(
+                    self,
+                )),
+            )
+            .build()
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let conf = aws_sdk_dynamodb::config::Builder::from(&self.sdk())
+            .endpoint_url(self.var("AWS_ENDPOINT_URL_DYNAMODB"))
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(conf)
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&self.sdk())
+            .endpoint_url(self.var("AWS_ENDPOINT_URL_S3"))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// The table no stream pump watches: for tests that drive the store or the ingest
+    /// handler themselves (the running ingest function must not race them).
+    pub fn direct_table(&self) -> &str {
+        self.var("DIRECT_TABLE_NAME")
+    }
+
+    /// The task store adapter on the direct table.
+    pub fn direct_task_store(&self) -> video_tasks::store::dynamodb::DynamoTaskStore {
+        video_tasks::store::dynamodb::DynamoTaskStore::new(
+            self.dynamodb(),
+            self.direct_table(),
+            video_tasks::task::DEFAULT_TASK_TTL,
+        )
+    }
+
+    /// Multipart uploads still open in the bucket (must be none after any ingest).
+    pub async fn open_multipart_uploads(&self, prefix: &str) -> Vec<String> {
+        let out = self
+            .s3()
+            .list_multipart_uploads()
+            .bucket(self.bucket())
+            .prefix(prefix)
+            .send()
+            .await
+            .expect("ListMultipartUploads");
+        out.uploads()
+            .iter()
+            .filter_map(|u| u.upload_id().map(str::to_owned))
+            .collect()
+    }
+}
+
+fn aws_credential(stack: &Stack) -> Credentials {
+    Credentials::new(
+        stack.var("AWS_ACCESS_KEY_ID"),
+        stack.var("AWS_SECRET_ACCESS_KEY"),
+        None,
+        None,
+        "local-stack",
+    )
+}
+
+/// The repository root (the parent of `tests/`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// A task id no other test uses.
+pub fn unique_task_id(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", fastrand::u64(..))
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

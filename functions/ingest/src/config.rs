@@ -40,6 +40,10 @@ pub struct IngestConfig {
     pub deadline_margin: Duration,
     /// `TASK_TTL_DAYS` (30).
     pub task_ttl: Duration,
+    /// `FALLBACK_INVOCATION_SECS` (900): the time budget assumed when the runtime's
+    /// deadline is already past, which only local emulators send (cargo lambda watch
+    /// sends a fixed 1970 deadline). Lambda always sends a future one.
+    pub fallback_invocation: Duration,
 }
 
 impl IngestConfig {
@@ -94,6 +98,11 @@ impl IngestConfig {
             env.parse_or("TASK_TTL_DAYS", 30u64)?,
             1..=3_650,
         )?;
+        let fallback = in_range(
+            "FALLBACK_INVOCATION_SECS",
+            env.parse_or("FALLBACK_INVOCATION_SECS", 900u64)?,
+            30..=3_600,
+        )?;
         Ok(Self {
             table_name: env.required("TABLE_NAME")?.to_owned(),
             bucket_name: env.required("BUCKET_NAME")?.to_owned(),
@@ -124,6 +133,7 @@ impl IngestConfig {
             max_attempts: in_range("MAX_ATTEMPTS", env.parse_or("MAX_ATTEMPTS", 5u32)?, 1..=100)?,
             deadline_margin: Duration::from_secs(margin),
             task_ttl: Duration::from_secs(ttl_days * 24 * 3600),
+            fallback_invocation: Duration::from_secs(fallback),
         })
     }
 }

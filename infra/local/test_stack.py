@@ -1,0 +1,84 @@
+"""Quick tests of the stack launcher's pure parts (no servers started).
+
+    python3 -m unittest discover -s infra/local -p 'test_*.py'
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+from unittest import mock
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import stack  # noqa: E402
+
+
+class StackTest(unittest.TestCase):
+    def setUp(self) -> None:
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.dir = Path(tmp.name)
+        for name, value in (("STACK_ENV", self.dir / "stack.env"), ("VIDEOS", self.dir / "videos"),
+                            ("PIDS", self.dir / "pids")):
+            patcher = mock.patch.object(stack, name, value)
+            patcher.start()
+            self.addCleanup(patcher.stop)
+
+    def config(self, **env: str) -> stack.Config:
+        with mock.patch.dict(os.environ, env):
+            return stack.Config.from_env()
+
+    def test_env_file_is_sourceable_and_round_trips(self) -> None:
+        cfg = self.config(LAMBDA_PORT="9100", BUCKET_NAME="music-video-local")
+        values = {**cfg.stack_env(), "ODD": "a b&c'd"}
+        stack.write_env_file(stack.STACK_ENV, values)
+        self.assertEqual(stack.read_env_file(stack.STACK_ENV), values)
+        self.assertIn(f"CALLBACK_URL=http://127.0.0.1:9100/lambda-url/receiver/callbacks/music-video?token={cfg.token}\n",
+                      stack.STACK_ENV.read_text())
+        out = subprocess.run(["sh", "-c", f'. "{stack.STACK_ENV}"; printf %s "$ODD|$CALLBACK_URL"'],
+                             capture_output=True, text=True, check=True).stdout
+        self.assertEqual(out, f"a b&c'd|{values['CALLBACK_URL']}")
+
+    def test_token_is_reused(self) -> None:
+        first = self.config()
+        self.assertGreaterEqual(len(first.token), 43)  # 32 random bytes, urlsafe base64
+        stack.write_env_file(stack.STACK_ENV, first.stack_env())
+        self.assertEqual(self.config().token, first.token)
+
+    def test_functions_env(self) -> None:
+        cfg = self.config(DYNAMODB_PORT="8100", STACK_EXTRA_ENV="MAX_ATTEMPTS=2 NOTE='x y'")
+        with mock.patch.dict(os.environ, {"STACK_EXTRA_ENV": "MAX_ATTEMPTS=2 NOTE='x y'"}):
+            env = cfg.functions_env()
+        self.assertEqual(env["AWS_ENDPOINT_URL_DYNAMODB"], "http://127.0.0.1:8100")
+        self.assertEqual(env["CALLBACK_TOKENS"], cfg.token)
+        self.assertEqual((env["MAX_ATTEMPTS"], env["NOTE"]), ("2", "x y"))
+        with mock.patch.dict(os.environ, {"STACK_EXTRA_ENV": "oops"}), self.assertRaises(stack.StackError):
+            cfg.functions_env()
+
+    def test_sample_video_starts_with_ftyp(self) -> None:
+        data = stack.write_sample_video().read_bytes()
+        self.assertEqual(len(data), 3 * 1024 * 1024)
+        self.assertEqual(data[:12], b"\x00\x00\x00\x18ftypisom")
+        self.assertEqual(data[16:24], b"isomiso2")
+
+    def test_taken_port_is_reported(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            port = s.getsockname()[1]
+            cfg = self.config(FILES_PORT=str(port), DYNAMODB_PORT="101", S3_PORT="200", LAMBDA_PORT="300")
+            with mock.patch.object(stack, "port_in_use", side_effect=lambda p: p == port):
+                with self.assertRaisesRegex(stack.StackError, f"FILES_PORT={port}"):
+                    stack.check_ports(cfg)
+            self.assertTrue(stack.port_in_use(port))
+        with self.assertRaisesRegex(stack.StackError, "distinct"):
+            stack.check_ports(self.config(S3_PORT="8333", LAMBDA_PORT="8334"))  # SeaweedFS master
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,118 @@
+//! End-to-end through the stack `make run` starts: a callback is POSTed to the receiver
+//! under `cargo lambda watch`, the stream pump hands the new task to ingest, the video
+//! lands in the local bucket, and the status endpoint returns a presigned URL whose
+//! bytes equal the source.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
+
+use std::time::Duration;
+
+use integration_tests::video_server::{Behaviour, Video, VideoServer};
+use integration_tests::{Stack, eventually, unique_task_id};
+use serde_json::{Value, json};
+
+const MIB: u64 = 1 << 20;
+
+async fn status(client: &reqwest::Client, stack: &Stack, task_id: &str) -> (u16, Value) {
+    let response = client
+        .get(format!("{}/{task_id}", stack.var("STATUS_URL")))
+        .send()
+        .await
+        .unwrap();
+    let code = response.status().as_u16();
+    (code, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn post_callback(client: &reqwest::Client, stack: &Stack, task_id: &str, video_url: &str) {
+    let body = json!({"code": 200, "msg": "MP4 generated successfully.",
+                      "data": {"task_id": task_id, "video_url": video_url}});
+    let response = client
+        .post(stack.var("CALLBACK_URL"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+async fn wait_for_final(client: &reqwest::Client, stack: &Stack, task_id: &str) -> Value {
+    eventually(Duration::from_secs(180), "the task to finish", || async {
+        let (code, body) = status(client, stack, task_id).await;
+        assert_eq!(code, 200, "{body}");
+        matches!(body["status"].as_str(), Some("stored" | "failed")).then_some(body)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callback_to_stored_video_to_presigned_download() {
+    let stack = Stack::load();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let server = VideoServer::start(0).await;
+    let video = Video::new(13 * MIB + 321, 42);
+    let url = server.route(
+        "/e2e.mp4",
+        Behaviour::Serve {
+            video,
+            content_type: "video/mp4",
+        },
+    );
+    let task_id = unique_task_id("e2e");
+
+    assert_eq!(
+        status(&client, &stack, &task_id).await.0,
+        404,
+        "unknown before the callback"
+    );
+    post_callback(&client, &stack, &task_id, &url).await;
+
+    let body = wait_for_final(&client, &stack, &task_id).await;
+    assert_eq!(body["status"], "stored", "{body}");
+    assert_eq!(body["video"]["bytes"], video.len);
+    assert_eq!(body["video"]["sha256"], video.sha256());
+    assert_eq!(body["attempts"], 1);
+
+    let presigned = body["video"]["url"].as_str().expect("presigned url");
+    let downloaded = client.get(presigned).send().await.unwrap();
+    assert_eq!(downloaded.status(), 200);
+    let bytes = downloaded.bytes().await.unwrap();
+    assert!(
+        bytes.as_ref() == video.bytes().as_slice(),
+        "presigned download differs from the source"
+    );
+    assert_eq!(server.gets("/e2e.mp4").len(), 1);
+
+    // A repeat callback changes nothing and triggers no second download.
+    post_callback(&client, &stack, &task_id, &url).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, again) = status(&client, &stack, &task_id).await;
+    assert_eq!(
+        (again["status"].as_str(), again["callback_count"].as_u64()),
+        (Some("stored"), Some(2))
+    );
+    assert_eq!(server.gets("/e2e.mp4").len(), 1);
+
+    // A tampered presigned URL is refused by the S3 server.
+    let tampered = presigned.replacen("X-Amz-Signature=", "X-Amz-Signature=0", 1);
+    assert_eq!(client.get(tampered).send().await.unwrap().status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_html_error_page_ends_as_a_failed_task() {
+    let stack = Stack::load();
+    let client = reqwest::Client::new();
+    let server = VideoServer::start(0).await;
+    let url = server.route("/expired.mp4", Behaviour::Html);
+    let task_id = unique_task_id("e2e-html");
+    post_callback(&client, &stack, &task_id, &url).await;
+    let body = wait_for_final(&client, &stack, &task_id).await;
+    assert_eq!(
+        (body["status"].as_str(), body["failure_reason"].as_str()),
+        (Some("failed"), Some("not_mp4")),
+        "{body}"
+    );
+    assert!(body.get("video").is_none());
+}

@@ -1,0 +1,475 @@
+//! Ingest against the local S3 (SeaweedFS) and DynamoDB (moto) servers, with a video
+//! server that misbehaves on purpose. Each test drives the real handler with a
+//! real-shaped stream event, then checks the bucket, the task and the source's log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
+
+use std::time::Duration;
+
+use aws_lambda_events::event::dynamodb::Event;
+use aws_sdk_dynamodb::types::AttributeValue;
+use integration_tests::video_server::{Behaviour, Video, VideoServer};
+use integration_tests::{Stack, unique_task_id};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
+use video_tasks::config::Env;
+use video_tasks::envelope::{CallbackEnvelope, Outcome, VideoUrl, VideoUrlPolicy};
+use video_tasks::fetch::guarded_client;
+use video_tasks::sink::s3::S3VideoSink;
+use video_tasks::store::TaskStore;
+use video_tasks::store::dynamodb::{DynamoTaskStore, task_to_item};
+use video_tasks::task::{DEFAULT_TASK_TTL, FailureReason, Task, TaskStatus};
+use video_tasks::{TaskId, Timestamp};
+
+use ingest::config::IngestConfig;
+use ingest::handler::Ingest;
+
+const MIB: u64 = 1 << 20;
+const FIXTURE: &str = include_str!("fixtures/dynamodb-stream-received.json");
+
+type LocalIngest = Ingest<DynamoTaskStore, S3VideoSink>;
+
+fn ingest(stack: &Stack, extra: &[(&str, &str)]) -> LocalIngest {
+    let mut pairs = vec![
+        ("TABLE_NAME", stack.direct_table()),
+        ("BUCKET_NAME", stack.bucket()),
+        ("VIDEO_URL_ALLOW_HTTP", "true"),
+        ("VIDEO_URL_ALLOW_LOOPBACK", "true"),
+        ("PART_SIZE_MIB", "5"),
+        ("UPLOAD_CONCURRENCY", "3"),
+        ("DOWNLOAD_RETRIES", "3"),
+        ("READ_IDLE_TIMEOUT_SECS", "2"),
+        ("MAX_ATTEMPTS", "3"),
+    ];
+    pairs.extend_from_slice(extra);
+    let config = IngestConfig::from_env(&Env::from_pairs(pairs)).unwrap();
+    let client = guarded_client(config.url_policy.clone(), config.fetch_timeouts).unwrap();
+    Ingest::new(
+        stack.direct_task_store(),
+        S3VideoSink::new(stack.s3(), stack.bucket()),
+        client,
+        config,
+    )
+}
+
+/// Records a `received` task for `url` and returns the stream event announcing it.
+async fn received_task(stack: &Stack, prefix: &str, url: &str) -> (Task, Value) {
+    let envelope = CallbackEnvelope {
+        task_id: TaskId::parse(&unique_task_id(prefix)).unwrap(),
+        msg: "MP4 generated successfully.".into(),
+        outcome: Outcome::Succeeded {
+            video_url: VideoUrl::parse(url, &VideoUrlPolicy { allow_http: true }).unwrap(),
+        },
+    };
+    let task = Task::from_callback(&envelope, Timestamp::now(), DEFAULT_TASK_TTL);
+    stack.direct_task_store().create(&task).await.unwrap();
+
+    let mut event: Value = serde_json::from_str(FIXTURE).unwrap();
+    let image: serde_json::Map<String, Value> = task_to_item(&task)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| match v {
+            AttributeValue::S(s) => (k, json!({ "S": s })),
+            AttributeValue::N(n) => (k, json!({ "N": n })),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    event["Records"][0]["dynamodb"]["NewImage"] = Value::Object(image.clone());
+    event["Records"][0]["dynamodb"]["Keys"] = json!({ "task_id": image["task_id"] });
+    (task, event)
+}
+
+async fn deliver(ingest: &LocalIngest, event: &Value, request_id: &str) -> Vec<String> {
+    let mut context = Context::default();
+    context.request_id = request_id.into();
+    context.deadline = u64::try_from(Timestamp::now().as_millis()).unwrap() + 120_000;
+    let event: Event = serde_json::from_value(event.clone()).unwrap();
+    let response = ingest
+        .handle(LambdaEvent::new(event, context))
+        .await
+        .unwrap();
+    response
+        .batch_item_failures
+        .into_iter()
+        .filter_map(|f| f.item_identifier)
+        .collect()
+}
+
+async fn current(stack: &Stack, task: &Task) -> Task {
+    stack
+        .direct_task_store()
+        .get(&task.task_id)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn object(
+    stack: &Stack,
+    key: &str,
+) -> (
+    Vec<u8>,
+    std::collections::HashMap<String, String>,
+    Option<String>,
+) {
+    let out = stack
+        .s3()
+        .get_object()
+        .bucket(stack.bucket())
+        .key(key)
+        .send()
+        .await
+        .expect("object stored");
+    let metadata = out.metadata().cloned().unwrap_or_default();
+    let content_type = out.content_type().map(str::to_owned);
+    let bytes = out.body.collect().await.unwrap().into_bytes().to_vec();
+    (bytes, metadata, content_type)
+}
+
+async fn assert_no_leftovers(stack: &Stack, task: &Task) {
+    let uploads = stack
+        .open_multipart_uploads(&format!("videos/{}", task.task_id))
+        .await;
+    assert!(
+        uploads.is_empty(),
+        "multipart uploads left behind: {uploads:?}"
+    );
+}
+
+async fn assert_stored(stack: &Stack, task: &Task, video: Video) {
+    let after = current(stack, task).await;
+    assert_eq!(
+        after.status,
+        TaskStatus::Stored,
+        "{:?} {:?}",
+        after.failure_reason,
+        after.failure_detail
+    );
+    let stored = after.video.expect("video recorded");
+    assert_eq!(
+        (stored.bytes, stored.sha256.as_str()),
+        (video.len, video.sha256().as_str())
+    );
+    assert_eq!(stored.key, format!("videos/{}.mp4", task.task_id));
+    let (bytes, metadata, content_type) = object(stack, &stored.key).await;
+    assert_eq!(bytes.len() as u64, video.len);
+    assert!(
+        bytes == video.bytes(),
+        "object bytes differ from the source"
+    );
+    assert_eq!(content_type.as_deref(), Some("video/mp4"));
+    assert_eq!(
+        metadata.get("task-id").map(String::as_str),
+        Some(task.task_id.as_str())
+    );
+    assert_eq!(metadata.get("sha256"), Some(&video.sha256()));
+    assert_no_leftovers(stack, task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_multipart_video_arrives_byte_for_byte() {
+    let stack = Stack::load();
+    let server = VideoServer::start(0).await;
+    let video = Video::new(23 * MIB + 12_345, 1);
+    let url = server.route(
+        "/big.mp4",
+        Behaviour::Serve {
+            video,
+            content_type: "video/mp4",
+        },
+    );
+    let (task, event) = received_task(&stack, "multipart", &url).await;
+    assert!(
+        deliver(&ingest(&stack, &[]), &event, "inv-1")
+            .await
+            .is_empty()
+    );
+    assert_stored(&stack, &task, video).await;
+    assert_eq!(server.gets("/big.mp4").len(), 1);
+    assert_eq!(current(&stack, &task).await.attempts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_small_video_is_one_put() {
+    let stack = Stack::load();
+    let server = VideoServer::start(0).await;
+    let video = Video::new(MIB + 7, 2);
+    let url = server.route(
+        "/small.mp4",
+        Behaviour::Serve {
+            video,
+            content_type: "application/octet-stream",
+        },
+    );
+    let (task, event) = received_task(&stack, "small", &url).await;
+    assert!(
+        deliver(&ingest(&stack, &[]), &event, "inv-1")
+            .await
+            .is_empty()
+    );
+    assert_stored(&stack, &task, video).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_connection_resumes_with_one_ranged_get() {
+    let stack = Stack::load();
+    let server = VideoServer::start(0).await;
+    let video = Video::new(17 * MIB, 3);
+    let cut = fastrand::u64(1..video.len);
+    let url = server.route(
+        "/cut.mp4",
+        Behaviour::CutAfter {
+            video,
+            after: cut,
+            times: 1,
+        },
+    );
+    let (task, event) = received_task(&stack, "cut", &url).await;
+    assert!(
+        deliver(&ingest(&stack, &[]), &event, "inv-1")
+            .await
+            .is_empty()
+    );
+    assert_stored(&stack, &task, video).await;
+    let gets = server.gets("/cut.mp4");
+    assert_eq!(
+        gets.len(),
+        2,
+        "one GET plus one ranged GET (cut at {cut}): {gets:?}"
+    );
+    assert_eq!(gets[0].range, None);
+    assert_eq!(
+        gets[1].range.as_deref(),
+        Some(format!("bytes={cut}-").as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_source_is_resumed_after_the_idle_timeout() {
+    let stack = Stack::load();
+    let server = VideoServer::start(0).await;
+    let video = Video::new(7 * MIB, 4);
+    let url = server.route(
+        "/stall.mp4",
+        Behaviour::Stall {
+            video,
+            after: 3 * MIB,
+            pause: Duration::from_secs(30),
+            times: 1,
+        },
+    );
+    let (task, event) = received_task(&stack, "stall", &url).await;
+    assert!(
+        deliver(&ingest(&stack, &[]), &event, "inv-1")
+            .await
+            .is_empty()
+    );
+    assert_stored(&stack, &task, video).await;
+    let gets = server.gets("/stall.mp4");
+    assert_eq!(gets.len(), 2);
+    assert_eq!(
+        gets[1].range.as_deref(),
+        Some(format!("bytes={}-", 3 * MIB).as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_source_that_ignores_range_restarts_cleanly() {
+    let stack = Stack::load();
+    let server = VideoServer::start(0).await;
+    let video = Video::new(12 * MIB, 5);
+    // The first response is cut after 11 MiB (two parts already uploaded); the retry's
+    // Range is ignored, so the transfer must abort that upload and start over.
+    let url = server.route(
+        "/norange.mp4",
+        Behaviour::NoRange {
+            video,
+            times_cut: 1,
+            after: 11 * MIB,
+        },
+    );
+    let (task, event) = received_task(&stack, "norange", &url).await;
+    assert!(
+        deliver(&ingest(&stack, &[]), &event, "inv-1")
+            .await
+            .is_empty()
+    );
+    assert_stored(&stack, &task, video).await;
+    assert_eq!(
+        server.gets("/norange.mp4").len(),
+        3,
+        "first GET, ignored ranged GET, fresh GET"
+    );
+}
+
+async fn assert_fails_permanently(behaviour: Behaviour, reason: FailureReason) {
+    let stack = Stack::load();
+    let server = VideoServer::start(0).await;
+    let url = server.route("/v.mp4", behaviour);
+    let (task, event) = received_task(&stack, reason.as_str(), &url).await;
+    let failures = deliver(&ingest(&stack, &[]), &event, "inv-1").await;
+    assert!(failures.is_empty(), "a permanent failure is not retried");
+    let after = current(&stack, &task).await;
+    assert_eq!(
+        (after.status, after.failure_reason),
+        (TaskStatus::Failed, Some(reason)),
+        "{:?}",
+        after.failure_detail
+    );
+    assert_eq!(
+        server.gets("/v.mp4").len(),
+        1,
+        "no retry against the source"
+    );
+    assert_no_leftovers(&stack, &task).await;
+    let head = stack
+        .s3()
+        .head_object()
+        .bucket(stack.bucket())
+        .key(format!("videos/{}.mp4", task.task_id))
+        .send()
+        .await;
+    assert!(head.is_err(), "nothing stored");
+}
+
+#[tokio::test]
+async fn not_found_fails_the_task() {
+    assert_fails_permanently(Behaviour::Status(404), FailureReason::SourceNotFound).await;
+}
+
+#[tokio::test]
+async fn an_expired_url_fails_the_task() {
+    assert_fails_permanently(Behaviour::Status(403), FailureReason::SourceExpired).await;
+    assert_fails_permanently(Behaviour::Status(410), FailureReason::SourceExpired).await;
+}
+
+#[tokio::test]
+async fn an_html_page_is_never_stored() {
+    assert_fails_permanently(Behaviour::Html, FailureReason::NotMp4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn binary_that_is_not_mp4_is_refused_before_anything_is_uploaded() {
+    let stack = Stack::load();
+    let server = VideoServer::start(0).await;
+    let url = server.route("/v.mp4", Behaviour::NotMp4 { len: 12 * MIB });
+    let (task, event) = received_task(&stack, "not-mp4", &url).await;
+    deliver(&ingest(&stack, &[]), &event, "inv-1").await;
+    let after = current(&stack, &task).await;
+    assert_eq!(
+        (after.status, after.failure_reason),
+        (TaskStatus::Failed, Some(FailureReason::NotMp4))
+    );
+    assert_no_leftovers(&stack, &task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_video_over_the_limit_fails_without_leftovers() {
+    let stack = Stack::load();
+    let server = VideoServer::start(0).await;
+    let video = Video::new(11 * MIB, 6);
+    let url = server.route(
+        "/big.mp4",
+        Behaviour::Serve {
+            video,
+            content_type: "video/mp4",
+        },
+    );
+    let (task, event) = received_task(&stack, "too-large", &url).await;
+    deliver(
+        &ingest(&stack, &[("MAX_VIDEO_BYTES", "10485760")]),
+        &event,
+        "inv-1",
+    )
+    .await;
+    let after = current(&stack, &task).await;
+    assert_eq!(
+        (after.status, after.failure_reason),
+        (TaskStatus::Failed, Some(FailureReason::TooLarge))
+    );
+    assert_no_leftovers(&stack, &task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redirect_to_a_private_address_is_blocked() {
+    let stack = Stack::load();
+    let server = VideoServer::start(0).await;
+    let url = server.route(
+        "/v.mp4",
+        Behaviour::Redirect("http://169.254.169.254/latest/meta-data/".into()),
+    );
+    let (task, event) = received_task(&stack, "redirect", &url).await;
+    deliver(&ingest(&stack, &[]), &event, "inv-1").await;
+    let after = current(&stack, &task).await;
+    assert_eq!(
+        (after.status, after.failure_reason),
+        (TaskStatus::Failed, Some(FailureReason::BlockedUrl))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_errors_and_lies_are_retried_and_leave_nothing_behind() {
+    let stack = Stack::load();
+    let server = VideoServer::start(0).await;
+    let fast = [("DOWNLOAD_RETRIES", "1")];
+
+    let url = server.route("/500.mp4", Behaviour::Status(500));
+    let (task, event) = received_task(&stack, "http-500", &url).await;
+    let failures = deliver(&ingest(&stack, &fast), &event, "inv-1").await;
+    assert_eq!(failures.len(), 1, "reported for the stream to retry");
+    let after = current(&stack, &task).await;
+    assert_eq!(after.status, TaskStatus::Downloading);
+    assert!(after.lease_expired(Timestamp::now()), "lease handed back");
+    assert_eq!(server.gets("/500.mp4").len(), 2, "first try plus one retry");
+
+    // Declares 16 MiB, sends 12 MiB: two parts were uploaded before the lie shows.
+    let video = Video::new(16 * MIB, 7);
+    let url = server.route(
+        "/lie.mp4",
+        Behaviour::LieContentLength {
+            video,
+            declared: 16 * MIB,
+            actual: 12 * MIB,
+        },
+    );
+    let (task, event) = received_task(&stack, "lie", &url).await;
+    let failures = deliver(&ingest(&stack, &fast), &event, "inv-1").await;
+    assert_eq!(failures.len(), 1);
+    assert_eq!(current(&stack, &task).await.status, TaskStatus::Downloading);
+    assert_no_leftovers(&stack, &task).await;
+
+    // MAX_ATTEMPTS=3: two more failing attempts, then the next delivery gives up.
+    let ingest = ingest(&stack, &fast);
+    assert_eq!(deliver(&ingest, &event, "inv-2").await.len(), 1);
+    assert_eq!(deliver(&ingest, &event, "inv-3").await.len(), 1);
+    assert_eq!(current(&stack, &task).await.attempts, 3);
+    assert!(deliver(&ingest, &event, "inv-4").await.is_empty());
+    let last = current(&stack, &task).await;
+    assert_eq!(
+        (last.status, last.failure_reason),
+        (TaskStatus::Failed, Some(FailureReason::MaxAttemptsExceeded))
+    );
+    assert_eq!(last.attempts, 3);
+    assert_no_leftovers(&stack, &task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_concurrent_ingests_of_one_task_download_it_once() {
+    let stack = Stack::load();
+    let server = VideoServer::start(0).await;
+    let video = Video::new(9 * MIB, 8);
+    let url = server.route(
+        "/twice.mp4",
+        Behaviour::Serve {
+            video,
+            content_type: "video/mp4",
+        },
+    );
+    let (task, event) = received_task(&stack, "twice", &url).await;
+    let (a, b) = (ingest(&stack, &[]), ingest(&stack, &[]));
+    let (fa, fb) = tokio::join!(deliver(&a, &event, "inv-a"), deliver(&b, &event, "inv-b"));
+    assert!(fa.is_empty() && fb.is_empty());
+    assert_stored(&stack, &task, video).await;
+    assert_eq!(server.gets("/twice.mp4").len(), 1, "downloaded once");
+    assert_eq!(current(&stack, &task).await.attempts, 1);
+}

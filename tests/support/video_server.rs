@@ -1,0 +1,471 @@
+//! A local HTTP/1.1 video server for ingest tests and benchmarks, written on raw TCP so
+//! it can misbehave exactly: cut the connection after N bytes, lie in Content-Length,
+//! stall, answer errors or HTML, ignore Range. Content is generated from (seed, offset),
+//! so gigabytes cost no memory and any range can be served.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A deterministic video: a valid `ftyp` header, then pseudo-random bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Video {
+    pub len: u64,
+    pub seed: u64,
+}
+
+const FTYP: [u8; 32] = [
+    0, 0, 0, 0x20, b'f', b't', b'y', b'p', b'i', b's', b'o', b'm', 0, 0, 2, 0, b'i', b's', b'o',
+    b'm', b'i', b's', b'o', b'2', b'a', b'v', b'c', b'1', b'm', b'p', b'4', b'1',
+];
+
+impl Video {
+    pub fn new(len: u64, seed: u64) -> Self {
+        Self { len, seed }
+    }
+
+    /// Writes bytes `[start, start + out.len())` into `out`.
+    pub fn fill(&self, start: u64, out: &mut [u8]) {
+        for (i, b) in out.iter_mut().enumerate() {
+            let pos = start + i as u64;
+            *b = if pos < FTYP.len() as u64 {
+                FTYP[pos as usize]
+            } else {
+                // splitmix64 of the 8-byte word index, picking this byte of it.
+                let mut z = self
+                    .seed
+                    .wrapping_add((pos / 8).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^= z >> 31;
+                z.to_le_bytes()[(pos % 8) as usize]
+            };
+        }
+    }
+
+    /// The whole content (for small videos in tests).
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut v = vec![0; usize::try_from(self.len).expect("small video")];
+        self.fill(0, &mut v);
+        v
+    }
+
+    /// Lowercase hex SHA-256 of the whole content, computed in 1 MiB blocks.
+    pub fn sha256(&self) -> String {
+        let mut hasher = Sha256::new();
+        let mut block = vec![0u8; 1 << 20];
+        let mut pos = 0;
+        while pos < self.len {
+            let n = (self.len - pos).min(block.len() as u64) as usize;
+            self.fill(pos, &mut block[..n]);
+            hasher.update(&block[..n]);
+            pos += n as u64;
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// How a path answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Serves the video, honouring `Range`.
+    Serve {
+        video: Video,
+        content_type: &'static str,
+    },
+    /// Like `Serve`, but the first `times` responses are cut after `after` bytes.
+    CutAfter {
+        video: Video,
+        after: u64,
+        times: u32,
+    },
+    /// Like `Serve`, but `Range` is ignored (always 200 with everything).
+    NoRange {
+        video: Video,
+        times_cut: u32,
+        after: u64,
+    },
+    /// Declares `declared` bytes, sends `actual`, closes.
+    LieContentLength {
+        video: Video,
+        declared: u64,
+        actual: u64,
+    },
+    /// Sends `after` bytes, then goes silent for `pause`, on the first `times` responses.
+    Stall {
+        video: Video,
+        after: u64,
+        pause: Duration,
+        times: u32,
+    },
+    /// Answers this status with a short text body.
+    Status(u16),
+    /// 200 with an HTML page (what an expired CDN link often returns).
+    Html,
+    /// 302 to `location`.
+    Redirect(String),
+    /// 200 `application/octet-stream` with `len` bytes that are not an MP4.
+    NotMp4 { len: u64 },
+}
+
+/// A request the server saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub range: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    routes: HashMap<String, Behaviour>,
+    seen: Vec<Seen>,
+    served: HashMap<String, u32>,
+}
+
+/// The running server; stops when dropped.
+#[derive(Debug)]
+pub struct VideoServer {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl VideoServer {
+    /// Binds 127.0.0.1 on `port` (0 for any free port) and serves in the background.
+    pub async fn start(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind video server");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let _ = serve(stream, state).await;
+                });
+            }
+        });
+        Self { addr, state, task }
+    }
+
+    pub fn route(&self, path: &str, behaviour: Behaviour) -> String {
+        self.lock().routes.insert(path.to_owned(), behaviour);
+        self.url(path)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// GET requests to `path`, in order.
+    pub fn gets(&self, path: &str) -> Vec<Seen> {
+        self.lock()
+            .seen
+            .iter()
+            .filter(|s| s.method == "GET" && s.path == path)
+            .cloned()
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for VideoServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
+    let mut head = Vec::with_capacity(1024);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await? == 0 {
+            return Ok(None);
+        }
+        head.push(byte[0]);
+        if head.len() > 16 * 1024 {
+            return Ok(None);
+        }
+    }
+    Ok(Some(String::from_utf8_lossy(&head).into_owned()))
+}
+
+fn parse_range(raw: &str, len: u64) -> Option<u64> {
+    let start: u64 = raw
+        .strip_prefix("bytes=")?
+        .strip_suffix('-')?
+        .parse()
+        .ok()?;
+    (start < len).then_some(start)
+}
+
+async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+    let Some(head) = read_head(&mut stream).await? else {
+        return Ok(());
+    };
+    let mut lines = head.lines();
+    let mut first = lines.next().unwrap_or("").split_whitespace();
+    let method = first.next().unwrap_or("").to_owned();
+    let path = first.next().unwrap_or("").to_owned();
+    let range = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("range"))
+        .map(|(_, v)| v.trim().to_owned());
+
+    let (behaviour, nth) = {
+        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        s.seen.push(Seen {
+            method: method.clone(),
+            path: path.clone(),
+            range: range.clone(),
+        });
+        let nth = s.served.entry(path.clone()).or_insert(0);
+        *nth += 1;
+        let nth = *nth;
+        (s.routes.get(&path).cloned(), nth)
+    };
+    let head_only = method == "HEAD";
+
+    match behaviour {
+        None => simple(&mut stream, 404, "text/plain", b"not found").await,
+        Some(Behaviour::Status(code)) => {
+            simple(&mut stream, code, "text/plain", b"no video here").await
+        }
+        Some(Behaviour::Html) => {
+            simple(
+                &mut stream,
+                200,
+                "text/html; charset=utf-8",
+                b"<!DOCTYPE html><html><body>Link expired</body></html>",
+            )
+            .await
+        }
+        Some(Behaviour::NotMp4 { len }) => {
+            // The video's bytes from offset 32 on: random, no ftyp box.
+            let video = Video::new(len + 32, 99);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await?;
+            write_range(&mut stream, video, 32, len + 32, None).await?;
+            stream.shutdown().await
+        }
+        Some(Behaviour::Redirect(location)) => {
+            let head = format!(
+                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await
+        }
+        Some(Behaviour::Serve {
+            video,
+            content_type,
+        }) => {
+            send_video(
+                &mut stream,
+                video,
+                content_type,
+                range.as_deref(),
+                None,
+                None,
+                head_only,
+            )
+            .await
+        }
+        Some(Behaviour::CutAfter {
+            video,
+            after,
+            times,
+        }) => {
+            let cut = (nth <= times).then_some(after);
+            send_video(
+                &mut stream,
+                video,
+                "video/mp4",
+                range.as_deref(),
+                cut,
+                None,
+                head_only,
+            )
+            .await
+        }
+        Some(Behaviour::NoRange {
+            video,
+            times_cut,
+            after,
+        }) => {
+            let cut = (nth <= times_cut).then_some(after);
+            send_video(&mut stream, video, "video/mp4", None, cut, None, head_only).await
+        }
+        Some(Behaviour::Stall {
+            video,
+            after,
+            pause,
+            times,
+        }) => {
+            let stall = (nth <= times).then_some((after, pause));
+            send_video(
+                &mut stream,
+                video,
+                "video/mp4",
+                range.as_deref(),
+                None,
+                stall,
+                head_only,
+            )
+            .await
+        }
+        Some(Behaviour::LieContentLength {
+            video,
+            declared,
+            actual,
+        }) => {
+            let start = range
+                .as_deref()
+                .and_then(|r| parse_range(r, declared))
+                .unwrap_or(0);
+            let head = if start > 0 {
+                format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Type: video/mp4\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{declared}\r\nConnection: close\r\n\r\n",
+                    declared - start,
+                    declared - 1
+                )
+            } else {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: {declared}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n"
+                )
+            };
+            stream.write_all(head.as_bytes()).await?;
+            if start < actual {
+                write_range(&mut stream, video, start, actual, None).await?;
+            }
+            stream.shutdown().await
+        }
+    }
+}
+
+async fn simple(
+    stream: &mut TcpStream,
+    code: u16,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {code} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    stream.shutdown().await
+}
+
+async fn send_video(
+    stream: &mut TcpStream,
+    video: Video,
+    content_type: &str,
+    range: Option<&str>,
+    cut_after: Option<u64>,
+    stall: Option<(u64, Duration)>,
+    head_only: bool,
+) -> std::io::Result<()> {
+    let start = range.and_then(|r| parse_range(r, video.len));
+    let head = match start {
+        Some(start) => format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nETag: \"v{}\"\r\nConnection: close\r\n\r\n",
+            video.len - start,
+            video.len - 1,
+            video.len,
+            video.seed
+        ),
+        None => format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nETag: \"v{}\"\r\nConnection: close\r\n\r\n",
+            video.len, video.seed
+        ),
+    };
+    stream.write_all(head.as_bytes()).await?;
+    if head_only {
+        return stream.shutdown().await;
+    }
+    let start = start.unwrap_or(0);
+    // A cut is counted from the start of this response's body.
+    let end = cut_after.map_or(video.len, |n| (start + n).min(video.len));
+    write_range(
+        stream,
+        video,
+        start,
+        end,
+        stall.map(|(after, pause)| (start + after, pause)),
+    )
+    .await?;
+    if cut_after.is_some() {
+        // Drop without a clean close: the client sees a reset/short body.
+        return Ok(());
+    }
+    stream.shutdown().await
+}
+
+async fn write_range(
+    stream: &mut TcpStream,
+    video: Video,
+    start: u64,
+    end: u64,
+    stall_at: Option<(u64, Duration)>,
+) -> std::io::Result<()> {
+    let mut block = vec![0u8; 256 * 1024];
+    let mut pos = start;
+    let mut stalled = false;
+    while pos < end {
+        let mut n = (end - pos).min(block.len() as u64);
+        if let Some((at, _)) = stall_at {
+            if !stalled && pos < at {
+                n = n.min(at - pos);
+            }
+        }
+        let n = n as usize;
+        video.fill(pos, &mut block[..n]);
+        stream.write_all(&block[..n]).await?;
+        pos += n as u64;
+        if let Some((at, pause)) = stall_at {
+            if !stalled && pos >= at {
+                stalled = true;
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_is_deterministic_and_starts_with_ftyp() {
+        let v = Video::new(1000, 7);
+        let all = v.bytes();
+        assert_eq!(&all[4..8], b"ftyp");
+        let mut part = vec![0; 100];
+        v.fill(450, &mut part);
+        assert_eq!(&all[450..550], &part[..]);
+        assert_ne!(Video::new(1000, 8).bytes(), all);
+        assert_eq!(v.sha256().len(), 64);
+    }
+}
