@@ -4,6 +4,7 @@ the stream pump and a static file server for sample videos, all on 127.0.0.1.
     python3 infra/local/stack.py run     # foreground (make run); Ctrl-C stops everything
     python3 infra/local/stack.py start   # background (make test); returns once ready
     python3 infra/local/stack.py stop    # stops what `start` started
+    python3 infra/local/stack.py status  # exit 0 while a stack is running
 
 Ports come from DYNAMODB_PORT (8000), S3_PORT (8333), LAMBDA_PORT (9000), FILES_PORT (8090);
 BUCKET_NAME (music-video-local) and STACK_EXTRA_ENV ("K=V K2=V2", added to the functions'
@@ -450,8 +451,7 @@ def create_one_table(cfg: Config, name: str) -> None:
             ddb.update_time_to_live(**ttl)
 
 
-def start_seaweedfs(stack: Stack, cfg: Config) -> None:
-    data = LOCAL / "seaweedfs"
+def start_seaweedfs(stack: Stack, cfg: Config, data: Path = LOCAL / "seaweedfs") -> None:
     # Fresh S3 on every start, like moto's in-memory table: the two stay consistent.
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
@@ -663,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("run", help="start everything in the foreground; Ctrl-C stops it")
     sub.add_parser("start", help="start everything in the background and return once ready")
     sub.add_parser("stop", help="stop what `start` started")
+    sub.add_parser("status", help="exit 0 if a stack is running, 1 if not")
     files = sub.add_parser("serve-files")  # internal: the static file server child
     files.add_argument("--port", type=int, required=True)
     files.add_argument("--dir", type=Path, required=True)
@@ -672,6 +673,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_serve_files(args.port, args.dir)
     if args.cmd == "stop":
         return cmd_stop()
+    if args.cmd == "status":
+        running = _already_running()
+        say("running" if running else "not running")
+        return 0 if running else 1
     return cmd_up(background=args.cmd == "start")
 
 

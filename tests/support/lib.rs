@@ -64,11 +64,9 @@ impl Stack {
         aws_config::SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(self.var("AWS_REGION").to_owned()))
-            .credentials_provider(
-                aws_credential_types::provider::SharedCredentialsProvider::new(aws_credential(
-                    self,
-                )),
-            )
+            .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+                aws_credential(self),
+            ))
             .build()
     }
 

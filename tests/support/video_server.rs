@@ -31,21 +31,34 @@ impl Video {
 
     /// Writes bytes `[start, start + out.len())` into `out`.
     pub fn fill(&self, start: u64, out: &mut [u8]) {
-        for (i, b) in out.iter_mut().enumerate() {
-            let pos = start + i as u64;
-            *b = if pos < FTYP.len() as u64 {
-                FTYP[pos as usize]
+        let mut pos = start;
+        let mut rest = out;
+        while !rest.is_empty() {
+            let n = if pos < FTYP.len() as u64 {
+                let from = pos as usize;
+                let n = rest.len().min(FTYP.len() - from);
+                rest[..n].copy_from_slice(&FTYP[from..from + n]);
+                n
             } else {
-                // splitmix64 of the 8-byte word index, picking this byte of it.
-                let mut z = self
-                    .seed
-                    .wrapping_add((pos / 8).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                z ^= z >> 31;
-                z.to_le_bytes()[(pos % 8) as usize]
+                // One splitmix64 word per 8 bytes of content.
+                let word = self.word(pos / 8).to_le_bytes();
+                let from = (pos % 8) as usize;
+                let n = rest.len().min(8 - from);
+                rest[..n].copy_from_slice(&word[from..from + n]);
+                n
             };
+            pos += n as u64;
+            rest = &mut rest[n..];
         }
+    }
+
+    fn word(&self, index: u64) -> u64 {
+        let mut z = self
+            .seed
+            .wrapping_add(index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     /// The whole content (for small videos in tests).

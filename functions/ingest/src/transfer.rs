@@ -5,7 +5,7 @@
 //! in-flight parts and aborts the multipart upload: nothing half-written stays behind.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -251,7 +251,7 @@ async fn copy<K: VideoSink, P: Progress>(
     )
     .await??;
     let mut hasher = Sha256::new();
-    let mut buffer = BytesMut::with_capacity(part_size);
+    let mut buffer = parts.buffer(part_size);
     let mut sniffed = false;
     let mut next_part: i32 = 1;
     let mut clock = ProgressClock::new(settings.progress, Instant::now());
@@ -283,8 +283,7 @@ async fn copy<K: VideoSink, P: Progress>(
                         upload.insert(started).clone()
                     }
                 };
-                let part = buffer.split().freeze();
-                buffer.reserve(part_size);
+                let part = std::mem::take(&mut buffer).freeze();
                 within(
                     deadline,
                     source.offset(),
@@ -292,6 +291,9 @@ async fn copy<K: VideoSink, P: Progress>(
                 )
                 .await??;
                 next_part += 1;
+                // Taken after the dispatch got its slot: a finished part has returned its
+                // buffer by then, so the same few buffers circulate.
+                buffer = parts.buffer(part_size);
             }
         }
         if clock.due(source.offset(), Instant::now()) {
@@ -352,11 +354,15 @@ async fn copy<K: VideoSink, P: Progress>(
     })
 }
 
-/// Concurrent part uploads, at most `concurrency` at a time.
+/// Concurrent part uploads, at most `concurrency` at a time, and the part buffers they
+/// circulate: a finished upload hands its buffer back before it frees its slot, so at
+/// most `concurrency + 1` buffers ever exist and memory does not grow with the video
+/// (fresh allocations per part let the allocator's heap creep up instead).
 struct PartUploads {
     running: JoinSet<Result<UploadedPart, SinkError>>,
     slots: Arc<Semaphore>,
     done: Vec<UploadedPart>,
+    spare: Arc<Mutex<Vec<BytesMut>>>,
 }
 
 impl PartUploads {
@@ -365,7 +371,16 @@ impl PartUploads {
             running: JoinSet::new(),
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
             done: Vec::new(),
+            spare: Arc::default(),
         }
+    }
+
+    /// An empty buffer of `capacity`: a returned one if any, else a new one.
+    fn buffer(&self, capacity: usize) -> BytesMut {
+        let returned = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        returned
+            .filter(|b| b.capacity() >= capacity)
+            .unwrap_or_else(|| BytesMut::with_capacity(capacity))
     }
 
     /// Starts uploading a part once a slot is free; fails fast if an earlier part failed.
@@ -381,8 +396,16 @@ impl PartUploads {
             .await
             .map_err(|e| TransferError::Join(e.to_string()))?;
         self.collect_finished()?;
+        let spare = Arc::clone(&self.spare);
         self.running.spawn(async move {
+            let kept = body.clone();
             let result = upload.upload_part(number, body).await;
+            // The SDK has dropped its references once the call returns; if it has not,
+            // the buffer is simply freed and a new one allocated.
+            if let Ok(mut buffer) = kept.try_into_mut() {
+                buffer.clear();
+                spare.lock().unwrap_or_else(|p| p.into_inner()).push(buffer);
+            }
             drop(slot);
             result
         });

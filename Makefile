@@ -1,0 +1,28 @@
+# The README's two commands come first: `make run` (local stack) and `make test`.
+.PHONY: run test stop lint bench-ingest build deploy
+
+run: ## Local stack: DynamoDB + S3 servers, the functions under cargo lambda watch, the stream pump
+	bash infra/setup.sh
+	python3 infra/local/stack.py run
+
+test: ## Unit, integration and end-to-end tests (starts and stops its own stack)
+	bash infra/test.sh
+
+stop: ## Stop a stack started in the background (stack.py start)
+	python3 infra/local/stack.py stop
+
+lint: ## Format, clippy and template checks, as CI runs them
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cfn-lint template.yaml
+
+bench-ingest: ## Ingest throughput and memory vs curl and rclone (docs/benchmarks.md)
+	bash infra/setup.sh
+	python3 infra/bench/bench_ingest.py
+
+build: ## Release binaries for Lambda (arm64), as sam build makes them
+	rustup target add aarch64-unknown-linux-gnu
+	cargo lambda build --release --arm64
+
+deploy: ## Build and deploy with SAM (needs AWS credentials and SAM CLI)
+	sam build && sam deploy --guided

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# make test: unit tests, the local tooling's tests, then the integration and end-to-end
+# suites against a local stack (started here and stopped on exit; a stack already running
+# from `make run` is used as it is and left running).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash infra/setup.sh
+
+echo "== unit tests (cargo test: shared crate and the three functions)"
+cargo test --workspace --exclude integration-tests
+
+echo "== local tooling tests (stream pump, template model, launcher)"
+python3 -m unittest discover -s infra/local -p 'test_*.py'
+
+if python3 infra/local/stack.py status >/dev/null 2>&1; then
+    echo "== using the running local stack"
+else
+    echo "== starting the local stack"
+    trap 'python3 infra/local/stack.py stop' EXIT
+    python3 infra/local/stack.py start
+fi
+
+echo "== integration and end-to-end tests (DynamoDB + S3 servers, functions under cargo lambda)"
+cargo test -p integration-tests
