@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 
 bash infra/setup.sh
 
-echo "== unit tests (cargo test: shared crate and the three functions)"
-cargo test --workspace --exclude integration-tests
+# Both cargo runs select the whole workspace, so they share one feature resolution and
+# the SDKs compile once (a `-p` run would resolve features anew and rebuild them).
+echo "== unit tests (the shared crate, the three functions, the test support)"
+cargo test --workspace --lib --bins
 
 echo "== local tooling tests (stream pump, template model, launcher)"
 python3 -m unittest discover -s infra/local -p 'test_*.py'
@@ -22,4 +24,4 @@ else
 fi
 
 echo "== integration and end-to-end tests (DynamoDB + S3 servers, functions under cargo lambda)"
-cargo test -p integration-tests
+cargo test --workspace --test '*'

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod envelope;
 pub mod record;
+pub mod response;
 pub mod secret;
 pub mod sink;
 pub mod ssrf;

@@ -1,10 +1,11 @@
 //! Every way a callback can be refused, and the one place that maps them to HTTP.
 
 use lambda_http::Body;
-use lambda_http::http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use lambda_http::http::header::{ALLOW, RETRY_AFTER};
 use lambda_http::http::{HeaderValue, Response, StatusCode};
 use serde_json::json;
 use video_tasks::envelope::EnvelopeError;
+use video_tasks::response::json_response;
 use video_tasks::store::StoreError;
 use video_tasks::verify::Rejected;
 
@@ -82,15 +83,6 @@ impl ReceiveError {
         }
         response
     }
-}
-
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }
 
 #[cfg(test)]

@@ -9,12 +9,13 @@ use serde_json::json;
 use tracing::{Instrument, error, field, info, info_span, warn};
 use video_tasks::envelope::CallbackEnvelope;
 use video_tasks::record::{Recorded, record_callback};
+use video_tasks::response::json_response;
 use video_tasks::store::TaskStore;
 use video_tasks::verify::{CallbackRequest, Verified};
 use video_tasks::{TaskId, Timestamp};
 
 use crate::config::ReceiverConfig;
-use crate::error::{ReceiveError, json_response};
+use crate::error::ReceiveError;
 
 /// The receiver: its store and configuration, built once per cold start.
 #[derive(Debug)]

@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use aws_sdk_s3::presigning::PresigningConfig;
-use lambda_http::http::header::{ALLOW, CONTENT_TYPE};
+use lambda_http::http::header::ALLOW;
 use lambda_http::http::{HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
 use tracing::{Instrument, error, field, info, info_span, warn};
+use video_tasks::response::json_response;
 use video_tasks::store::{StoreError, TaskStore};
 use video_tasks::task::{Task, TaskStatus};
 use video_tasks::task_id::TaskIdError;
@@ -76,15 +77,6 @@ impl StatusError {
         }
         response
     }
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }
 
 /// The status function's dependencies.
