@@ -21,22 +21,6 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
-async fn item(
-    stack: &Stack,
-    task_id: &str,
-) -> Option<std::collections::HashMap<String, AttributeValue>> {
-    stack
-        .dynamodb()
-        .get_item()
-        .table_name(stack.table())
-        .key("task_id", AttributeValue::S(task_id.into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-}
-
 /// The callback URL with another token.
 fn with_token(stack: &Stack, token: &str) -> String {
     let mut url = url::Url::parse(stack.var("CALLBACK_URL")).unwrap();
@@ -62,7 +46,10 @@ async fn a_callback_is_recorded_and_a_repeat_is_a_duplicate() {
         response.json::<Value>().await.unwrap(),
         json!({"status": "received", "task_id": id})
     );
-    let stored = item(&stack, &id).await.expect("item in the table");
+    let stored = stack
+        .raw_item(stack.table(), &id)
+        .await
+        .expect("item in the table");
     assert_eq!(stored["status"], AttributeValue::S("failed".into()));
     assert_eq!(stored["upstream_code"], AttributeValue::N("500".into()));
 
@@ -77,7 +64,7 @@ async fn a_callback_is_recorded_and_a_repeat_is_a_duplicate() {
         json!({"status": "duplicate", "task_id": id})
     );
     assert_eq!(
-        item(&stack, &id).await.unwrap()["callback_count"],
+        stack.raw_item(stack.table(), &id).await.unwrap()["callback_count"],
         AttributeValue::N("2".into())
     );
 }
@@ -143,7 +130,7 @@ async fn unverified_or_invalid_requests_write_nothing() {
     assert_eq!(response.status(), 405);
 
     assert!(
-        item(&stack, &id).await.is_none(),
+        stack.raw_item(stack.table(), &id).await.is_none(),
         "nothing written for any refusal"
     );
 }
@@ -166,7 +153,7 @@ async fn fifty_concurrent_posts_are_all_answered_200_with_one_item() {
     }
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
     assert_eq!(
-        item(&stack, &id).await.unwrap()["callback_count"],
+        stack.raw_item(stack.table(), &id).await.unwrap()["callback_count"],
         AttributeValue::N("50".into())
     );
 }

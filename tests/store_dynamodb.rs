@@ -32,22 +32,6 @@ fn envelope(task_id: &str, code: u16) -> CallbackEnvelope {
     }
 }
 
-async fn raw_item(
-    stack: &Stack,
-    task_id: &str,
-) -> Option<std::collections::HashMap<String, AttributeValue>> {
-    stack
-        .dynamodb()
-        .get_item()
-        .table_name(stack.direct_table())
-        .key("task_id", AttributeValue::S(task_id.into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-}
-
 #[tokio::test]
 async fn a_new_task_is_one_item_with_every_attribute() {
     let stack = Stack::load();
@@ -64,7 +48,10 @@ async fn a_new_task_is_one_item_with_every_attribute() {
         }
     );
 
-    let item = raw_item(&stack, &id).await.expect("item written");
+    let item = stack
+        .raw_item(stack.direct_table(), &id)
+        .await
+        .expect("item written");
     assert_eq!(item["status"], AttributeValue::S("received".into()));
     assert_eq!(
         item["open_status"],
@@ -107,7 +94,7 @@ async fn duplicates_are_counted_and_failure_then_success_revives() {
             status: TaskStatus::Failed
         }
     );
-    let failed = raw_item(&stack, &id).await.unwrap();
+    let failed = stack.raw_item(stack.direct_table(), &id).await.unwrap();
     assert!(
         !failed.contains_key("open_status"),
         "failed tasks are not in the sparse index"
@@ -137,7 +124,7 @@ async fn duplicates_are_counted_and_failure_then_success_revives() {
         (TaskStatus::Received, 4, 200)
     );
     assert_eq!(task.failure_reason, None);
-    let item = raw_item(&stack, &id).await.unwrap();
+    let item = stack.raw_item(stack.direct_table(), &id).await.unwrap();
     assert_eq!(item["open_status"], AttributeValue::S("received".into()));
 }
 
@@ -283,7 +270,7 @@ async fn update_expressions_match_the_reference_semantics() {
     )
     .await;
     assert_eq!(stored.status, TaskStatus::Stored);
-    let item = raw_item(&stack, &id).await.unwrap();
+    let item = stack.raw_item(stack.direct_table(), &id).await.unwrap();
     assert!(!item.contains_key("open_status") && !item.contains_key("lease_owner"));
 
     // A missing task is a conflict without a record, never an error.

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 
 /// Why the configuration is unusable. The function refuses to start on any of these.
@@ -72,6 +73,20 @@ impl Env {
         }
     }
 
+    /// [`Env::parse_or`], then checks the value lies in `range`.
+    pub fn ranged<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display,
+        T::Err: fmt::Display,
+    {
+        in_range(name, self.parse_or(name, default)?, range)
+    }
+
     /// A boolean flag: `true`/`false`/`1`/`0`/`yes`/`no`, default false.
     pub fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
         match self.optional(name).map(str::to_ascii_lowercase).as_deref() {
@@ -98,11 +113,7 @@ impl Env {
 }
 
 /// Ensures `value` lies in `range`, naming `name` otherwise.
-pub fn in_range<T>(
-    name: &'static str,
-    value: T,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T, ConfigError>
+fn in_range<T>(name: &'static str, value: T, range: RangeInclusive<T>) -> Result<T, ConfigError>
 where
     T: PartialOrd + fmt::Display,
 {

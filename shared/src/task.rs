@@ -479,6 +479,16 @@ impl Task {
     }
 }
 
+/// `TASK_TTL_DAYS` (30, 1–3650): how long a task record lives after its last change.
+pub fn task_ttl_from_env(env: &crate::config::Env) -> Result<Duration, crate::config::ConfigError> {
+    let days = env.ranged(
+        "TASK_TTL_DAYS",
+        DEFAULT_TASK_TTL.as_secs() / 86_400,
+        1..=3_650,
+    )?;
+    Ok(Duration::from_secs(days * 86_400))
+}
+
 /// TTL attribute value: `ttl` after `now`, in Unix seconds.
 pub fn expiry(now: Timestamp, ttl: Duration) -> i64 {
     now.saturating_add(ttl).as_secs()

@@ -26,7 +26,7 @@ use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::clock::Timestamp;
-use crate::config::{ConfigError, Env, in_range};
+use crate::config::{ConfigError, Env};
 use crate::envelope::probe_task_id;
 use crate::secret::Secret;
 
@@ -220,9 +220,9 @@ impl Verifier {
             Ok(raw.as_bytes().to_vec())
         })?;
         let standard = secrets_from(env, "STANDARD_WEBHOOKS_SECRETS", decode_whsec)?;
-        let tolerance = in_range(
+        let tolerance = env.ranged(
             "SIGNATURE_TOLERANCE_SECS",
-            env.parse_or("SIGNATURE_TOLERANCE_SECS", DEFAULT_TOLERANCE.as_secs())?,
+            DEFAULT_TOLERANCE.as_secs(),
             1..=3600,
         )?;
         let any_secret = !(tokens.is_empty() && upstream.is_empty() && standard.is_empty());

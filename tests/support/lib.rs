@@ -100,6 +100,26 @@ impl Stack {
         )
     }
 
+    /// A task's item exactly as stored (strongly consistent read).
+    pub async fn raw_item(
+        &self,
+        table: &str,
+        task_id: &str,
+    ) -> Option<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        self.dynamodb()
+            .get_item()
+            .table_name(table)
+            .key(
+                "task_id",
+                aws_sdk_dynamodb::types::AttributeValue::S(task_id.into()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem")
+            .item
+    }
+
     /// Multipart uploads still open in the bucket (must be none after any ingest).
     pub async fn open_multipart_uploads(&self, prefix: &str) -> Vec<String> {
         let out = self

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use video_tasks::config::{ConfigError, Env, in_range};
+use video_tasks::config::{ConfigError, Env};
 use video_tasks::fetch::FetchTimeouts;
 use video_tasks::ssrf::UrlPolicy;
+use video_tasks::task::task_ttl_from_env;
 
 use crate::backoff::Backoff;
 use crate::source::SourceSettings;
@@ -49,60 +50,19 @@ pub struct IngestConfig {
 impl IngestConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         // 5 GiB in parts of at least 5 MiB stays far below S3's 10,000-part limit.
-        let part_mib = in_range(
-            "PART_SIZE_MIB",
-            env.parse_or("PART_SIZE_MIB", 8u64)?,
-            MIN_PART_MIB..=512,
-        )?;
+        let part_mib = env.ranged("PART_SIZE_MIB", 8u64, MIN_PART_MIB..=512)?;
         let part_size = usize::try_from(part_mib * MIB).map_err(|_| ConfigError::Invalid {
             name: "PART_SIZE_MIB",
             reason: "too large".into(),
         })?;
-        let max_bytes = in_range(
-            "MAX_VIDEO_BYTES",
-            env.parse_or("MAX_VIDEO_BYTES", 4 * GIB)?,
-            1..=MAX_OBJECT_BYTES,
-        )?;
-        let concurrency = in_range(
-            "UPLOAD_CONCURRENCY",
-            env.parse_or("UPLOAD_CONCURRENCY", 4usize)?,
-            1..=32,
-        )?;
-        let retries = in_range(
-            "DOWNLOAD_RETRIES",
-            env.parse_or("DOWNLOAD_RETRIES", 5u32)?,
-            0..=20,
-        )?;
-        let connect = in_range(
-            "CONNECT_TIMEOUT_SECS",
-            env.parse_or("CONNECT_TIMEOUT_SECS", 10u64)?,
-            1..=120,
-        )?;
-        let read_idle = in_range(
-            "READ_IDLE_TIMEOUT_SECS",
-            env.parse_or("READ_IDLE_TIMEOUT_SECS", 30u64)?,
-            1..=600,
-        )?;
-        let progress = in_range(
-            "PROGRESS_INTERVAL_SECS",
-            env.parse_or("PROGRESS_INTERVAL_SECS", 5u64)?,
-            1..=300,
-        )?;
-        let margin = in_range(
-            "DEADLINE_MARGIN_SECS",
-            env.parse_or("DEADLINE_MARGIN_SECS", 20u64)?,
-            1..=300,
-        )?;
-        let ttl_days = in_range(
-            "TASK_TTL_DAYS",
-            env.parse_or("TASK_TTL_DAYS", 30u64)?,
-            1..=3_650,
-        )?;
-        let fallback = in_range(
-            "FALLBACK_INVOCATION_SECS",
-            env.parse_or("FALLBACK_INVOCATION_SECS", 900u64)?,
-            30..=3_600,
-        )?;
+        let max_bytes = env.ranged("MAX_VIDEO_BYTES", 4 * GIB, 1..=MAX_OBJECT_BYTES)?;
+        let concurrency = env.ranged("UPLOAD_CONCURRENCY", 4usize, 1..=32)?;
+        let retries = env.ranged("DOWNLOAD_RETRIES", 5u32, 0..=20)?;
+        let connect = env.ranged("CONNECT_TIMEOUT_SECS", 10u64, 1..=120)?;
+        let read_idle = env.ranged("READ_IDLE_TIMEOUT_SECS", 30u64, 1..=600)?;
+        let progress = env.ranged("PROGRESS_INTERVAL_SECS", 5u64, 1..=300)?;
+        let margin = env.ranged("DEADLINE_MARGIN_SECS", 20u64, 1..=300)?;
+        let fallback = env.ranged("FALLBACK_INVOCATION_SECS", 900u64, 30..=3_600)?;
         Ok(Self {
             table_name: env.required("TABLE_NAME")?.to_owned(),
             bucket_name: env.required("BUCKET_NAME")?.to_owned(),
@@ -130,9 +90,9 @@ impl IngestConfig {
                     min_gap: Duration::from_secs(1),
                 },
             },
-            max_attempts: in_range("MAX_ATTEMPTS", env.parse_or("MAX_ATTEMPTS", 5u32)?, 1..=100)?,
+            max_attempts: env.ranged("MAX_ATTEMPTS", 5u32, 1..=100)?,
             deadline_margin: Duration::from_secs(margin),
-            task_ttl: Duration::from_secs(ttl_days * 24 * 3600),
+            task_ttl: task_ttl_from_env(env)?,
             fallback_invocation: Duration::from_secs(fallback),
         })
     }

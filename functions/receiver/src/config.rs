@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use video_tasks::config::{ConfigError, Env, in_range};
+use video_tasks::config::{ConfigError, Env};
 use video_tasks::envelope::VideoUrlPolicy;
+use video_tasks::task::task_ttl_from_env;
 use video_tasks::verify::Verifier;
 
 #[derive(Debug, Clone)]
@@ -26,21 +27,8 @@ pub struct ReceiverConfig {
 
 impl ReceiverConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let max_body_bytes = in_range(
-            "MAX_BODY_BYTES",
-            env.parse_or("MAX_BODY_BYTES", 64 * 1024)?,
-            256..=6 * 1024 * 1024,
-        )?;
-        let deadline_ms = in_range(
-            "STORE_DEADLINE_MS",
-            env.parse_or("STORE_DEADLINE_MS", 5_000u64)?,
-            100..=14_000,
-        )?;
-        let ttl_days = in_range(
-            "TASK_TTL_DAYS",
-            env.parse_or("TASK_TTL_DAYS", 30u64)?,
-            1..=3_650,
-        )?;
+        let max_body_bytes = env.ranged("MAX_BODY_BYTES", 64 * 1024, 256..=6 * 1024 * 1024)?;
+        let deadline_ms = env.ranged("STORE_DEADLINE_MS", 5_000u64, 100..=14_000)?;
         Ok(Self {
             table_name: env.required("TABLE_NAME")?.to_owned(),
             verifier: Verifier::from_env(env)?,
@@ -49,7 +37,7 @@ impl ReceiverConfig {
             },
             max_body_bytes,
             store_deadline: Duration::from_millis(deadline_ms),
-            task_ttl: Duration::from_secs(ttl_days * 24 * 3600),
+            task_ttl: task_ttl_from_env(env)?,
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use video_tasks::config::{ConfigError, Env, in_range};
+use video_tasks::config::{ConfigError, Env};
 
 #[derive(Debug, Clone)]
 pub struct StatusConfig {
@@ -17,11 +17,7 @@ pub struct StatusConfig {
 
 impl StatusConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let ttl = in_range(
-            "PRESIGN_TTL_SECS",
-            env.parse_or("PRESIGN_TTL_SECS", 900u64)?,
-            1..=43_200,
-        )?;
+        let ttl = env.ranged("PRESIGN_TTL_SECS", 900u64, 1..=43_200)?;
         Ok(Self {
             table_name: env.required("TABLE_NAME")?.to_owned(),
             presign_ttl: Duration::from_secs(ttl),
