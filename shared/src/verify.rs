@@ -15,7 +15,6 @@
 //! the raw `data.task_id` and reads only that. Comparisons are constant-time over equal
 //! lengths; a length mismatch is a rejection, never a prefix match.
 
-use std::fmt;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -474,12 +473,6 @@ fn secrets_from(
             Ok(Secret::new(bytes))
         })
         .collect()
-}
-
-impl fmt::Display for Verified {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 #[cfg(test)]

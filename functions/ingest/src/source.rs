@@ -189,7 +189,6 @@ pub struct VideoSource {
     validator: Option<HeaderValue>,
     retries_used: u32,
     ranged_requests: u32,
-    content_type: Option<String>,
     settings: SourceSettings,
 }
 
@@ -259,7 +258,6 @@ impl VideoSource {
             total,
             retries_used,
             ranged_requests: 0,
-            content_type,
             settings,
         })
     }
@@ -351,18 +349,9 @@ impl VideoSource {
         self.offset
     }
 
-    /// The declared size, if the server gave one.
-    pub fn total(&self) -> Option<u64> {
-        self.total
-    }
-
     /// Ranged requests sent to resume.
     pub fn ranged_requests(&self) -> u32 {
         self.ranged_requests
-    }
-
-    pub fn content_type(&self) -> Option<&str> {
-        self.content_type.as_deref()
     }
 }
 

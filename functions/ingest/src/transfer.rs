@@ -150,30 +150,15 @@ pub async fn transfer<K: VideoSink, P: Progress>(
 ) -> Result<Transferred, TransferError> {
     let mut restarts = 0;
     loop {
-        let mut upload: Option<K::Upload> = None;
-        let result = attempt(
-            origin,
-            destination,
-            settings,
-            deadline,
-            progress,
-            &mut upload,
-            restarts,
-        )
-        .await;
-        if result.is_err() {
-            if let Some(upload) = upload.take() {
-                abort(&upload).await;
-            }
-        }
-        match result {
+        match attempt(origin, destination, settings, deadline, progress).await {
+            Ok(done) => return Ok(Transferred { restarts, ..done }),
             Err(TransferError::Source(SourceError::CannotResume { offset, mismatch }))
                 if restarts < settings.max_restarts =>
             {
                 restarts += 1;
                 warn!(offset, %mismatch, restarts, "source cannot resume; starting over from byte 0");
             }
-            other => return other,
+            Err(e) => return Err(e),
         }
     }
 }
@@ -199,15 +184,14 @@ async fn within<T>(
         .map_err(|_| TransferError::Deadline(bytes))
 }
 
-/// One pass from byte 0.
+/// One pass from byte 0. On failure nothing is left behind: the running parts are
+/// stopped first (none may still be uploading), then the multipart upload is aborted.
 async fn attempt<K: VideoSink, P: Progress>(
     origin: &Origin<'_>,
     destination: &Destination<'_, K>,
     settings: &TransferSettings,
     deadline: Instant,
     progress: &P,
-    upload: &mut Option<K::Upload>,
-    restarts: u32,
 ) -> Result<Transferred, TransferError> {
     let mut parts = PartUploads::new(settings.concurrency);
     let result = copy(
@@ -216,28 +200,25 @@ async fn attempt<K: VideoSink, P: Progress>(
         settings,
         deadline,
         progress,
-        upload,
         &mut parts,
-        restarts,
     )
     .await;
     if result.is_err() {
-        // No part may still be uploading when the upload is aborted.
         parts.cancel().await;
+        if let Some(upload) = parts.upload.take() {
+            abort(&upload).await;
+        }
     }
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn copy<K: VideoSink, P: Progress>(
     origin: &Origin<'_>,
     destination: &Destination<'_, K>,
     settings: &TransferSettings,
     deadline: Instant,
     progress: &P,
-    upload: &mut Option<K::Upload>,
-    parts: &mut PartUploads,
-    restarts: u32,
+    parts: &mut PartUploads<K::Upload>,
 ) -> Result<Transferred, TransferError> {
     let part_size = settings.part_size;
     let meta = ObjectMeta {
@@ -271,25 +252,17 @@ async fn copy<K: VideoSink, P: Progress>(
                 }
             }
             if buffer.len() == part_size {
-                let upload = match upload {
-                    Some(u) => u.clone(),
-                    None => {
-                        let started = within(
-                            deadline,
-                            source.offset(),
-                            destination.sink.start(destination.key, &meta),
-                        )
-                        .await??;
-                        upload.insert(started).clone()
-                    }
-                };
+                if parts.upload.is_none() {
+                    let started = within(
+                        deadline,
+                        source.offset(),
+                        destination.sink.start(destination.key, &meta),
+                    )
+                    .await??;
+                    parts.upload = Some(started);
+                }
                 let part = std::mem::take(&mut buffer).freeze();
-                within(
-                    deadline,
-                    source.offset(),
-                    parts.dispatch(upload, next_part, part),
-                )
-                .await??;
+                within(deadline, source.offset(), parts.dispatch(next_part, part)).await??;
                 next_part += 1;
                 // Taken after the dispatch got its slot: a finished part has returned its
                 // buffer by then, so the same few buffers circulate.
@@ -309,7 +282,7 @@ async fn copy<K: VideoSink, P: Progress>(
     let mut final_meta = meta.clone();
     final_meta.metadata.push(("sha256".into(), sha256.clone()));
 
-    let part_count = match upload {
+    let part_count = match parts.upload.clone() {
         None => {
             within(
                 deadline,
@@ -323,12 +296,7 @@ async fn copy<K: VideoSink, P: Progress>(
         }
         Some(upload) => {
             if !buffer.is_empty() {
-                within(
-                    deadline,
-                    bytes,
-                    parts.dispatch(upload.clone(), next_part, buffer.freeze()),
-                )
-                .await??;
+                within(deadline, bytes, parts.dispatch(next_part, buffer.freeze())).await??;
             }
             let uploaded = within(deadline, bytes, parts.finish()).await??;
             let count = uploaded.len();
@@ -350,7 +318,7 @@ async fn copy<K: VideoSink, P: Progress>(
         sha256,
         parts: part_count,
         ranged_requests: source.ranged_requests(),
-        restarts,
+        restarts: 0,
     })
 }
 
@@ -358,16 +326,19 @@ async fn copy<K: VideoSink, P: Progress>(
 /// circulate: a finished upload hands its buffer back before it frees its slot, so at
 /// most `concurrency + 1` buffers ever exist and memory does not grow with the video
 /// (fresh allocations per part let the allocator's heap creep up instead).
-struct PartUploads {
+struct PartUploads<U> {
+    /// Started lazily, with the first full part: a video smaller than one part is a put.
+    upload: Option<U>,
     running: JoinSet<Result<UploadedPart, SinkError>>,
     slots: Arc<Semaphore>,
     done: Vec<UploadedPart>,
     spare: Arc<Mutex<Vec<BytesMut>>>,
 }
 
-impl PartUploads {
+impl<U: MultipartUpload> PartUploads<U> {
     fn new(concurrency: usize) -> Self {
         Self {
+            upload: None,
             running: JoinSet::new(),
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
             done: Vec::new(),
@@ -384,12 +355,11 @@ impl PartUploads {
     }
 
     /// Starts uploading a part once a slot is free; fails fast if an earlier part failed.
-    async fn dispatch<U: MultipartUpload>(
-        &mut self,
-        upload: U,
-        number: i32,
-        body: Bytes,
-    ) -> Result<(), TransferError> {
+    async fn dispatch(&mut self, number: i32, body: Bytes) -> Result<(), TransferError> {
+        let upload = self
+            .upload
+            .clone()
+            .ok_or_else(|| TransferError::Join("no multipart upload to add a part to".into()))?;
         self.collect_finished()?;
         let slot = Arc::clone(&self.slots)
             .acquire_owned()

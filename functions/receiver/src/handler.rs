@@ -48,7 +48,7 @@ impl<S: TaskStore> Receiver<S> {
         let span = info_span!("callback", request_id = %request_id, task_id = field::Empty);
         async {
             let result = self.receive(&request, Timestamp::now()).await;
-            let latency_ms = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX) as f64 / 1000.0;
+            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
             match result {
                 Ok(accepted) => {
                     let callback_count = match accepted.recorded {

@@ -33,13 +33,12 @@ pub struct UploadedPart {
     pub checksum_crc32c: Option<String>,
 }
 
-/// A write to the sink failed. Never the video's fault: callers retry.
+/// A write to the sink failed (after the SDK's own retries). Never the video's fault, so
+/// the task is always retried, never failed, for it.
 #[derive(Debug, thiserror::Error)]
 #[error("{operation} failed: {source}")]
 pub struct SinkError {
     pub operation: &'static str,
-    /// Whether retrying the same call may succeed (throttling, 5xx, network).
-    pub retryable: bool,
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }

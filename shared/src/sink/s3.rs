@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, MetadataDirective,
@@ -38,32 +38,16 @@ fn metadata_map(meta: &ObjectMeta) -> HashMap<String, String> {
     meta.metadata.iter().cloned().collect()
 }
 
-/// Maps an SDK error, keeping whether a retry can help.
+/// Wraps an SDK error with the operation that failed.
 fn sink_error<E>(
     operation: &'static str,
     err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> SinkError
 where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + Send + Sync + 'static,
 {
-    let retryable = match &err {
-        SdkError::ServiceError(service) => {
-            let status = service.raw().status().as_u16();
-            status >= 500
-                || status == 429
-                || matches!(
-                    service.err().code(),
-                    Some("SlowDown" | "RequestTimeout" | "InternalError")
-                )
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        _ => false,
-    };
     SinkError {
         operation,
-        retryable,
         source: Box::new(err),
     }
 }
@@ -117,7 +101,6 @@ impl VideoSink for S3VideoSink {
             .map_err(|e| sink_error("CreateMultipartUpload", e))?;
         let upload_id = out.upload_id.ok_or_else(|| SinkError {
             operation: "CreateMultipartUpload",
-            retryable: true,
             source: "response carried no upload id".into(),
         })?;
         Ok(S3MultipartUpload {

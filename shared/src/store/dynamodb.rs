@@ -17,10 +17,9 @@ use crate::task_id::TaskId;
 
 type Item = HashMap<String, AttributeValue>;
 
-/// Attribute present only on open tasks: the sparse `open-tasks` index's partition key.
+/// Attribute present only on open tasks: the partition key of the sparse `open-tasks`
+/// index (template.yaml), which the reconciler reads.
 pub const OPEN_STATUS_ATTRIBUTE: &str = "open_status";
-/// The sparse index the reconciler reads.
-pub const OPEN_TASKS_INDEX: &str = "open-tasks";
 
 /// Task records in one DynamoDB table keyed by `task_id`.
 #[derive(Debug, Clone)]
@@ -38,10 +37,6 @@ impl DynamoTaskStore {
             table: table.into(),
             ttl,
         }
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
     }
 
     fn key(task_id: &TaskId) -> Item {

@@ -34,10 +34,6 @@ impl MemoryTaskStore {
         self.lock().get(task_id).cloned()
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.lock().is_empty()
     }
