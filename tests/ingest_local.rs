@@ -7,27 +7,26 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::Event;
-use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::video_server::{Behaviour, Video, VideoServer};
 use integration_tests::{Stack, unique_task_id};
 use lambda_runtime::{Context, LambdaEvent};
-use serde_json::{Value, json};
-use video_tasks::config::Env;
-use video_tasks::envelope::{CallbackEnvelope, Outcome, VideoUrl, VideoUrlPolicy};
-use video_tasks::fetch::guarded_client;
-use video_tasks::sink::s3::S3VideoSink;
-use video_tasks::store::TaskStore;
-use video_tasks::store::dynamodb::{DynamoTaskStore, task_to_item};
-use video_tasks::task::{DEFAULT_TASK_TTL, FailureReason, Task, TaskStatus};
-use video_tasks::{TaskId, Timestamp};
+use serde_json::Value;
+use shared::Timestamp;
+use shared::domain::task::{DEFAULT_TASK_TTL, FailureReason, Task, TaskStatus};
+use shared::fetch::client::guarded_client;
+use shared::fetch::http::HttpOrigin;
+use shared::lambda::config::Env;
+use shared::sink::s3::S3VideoSink;
+use shared::store::TaskStore;
+use shared::store::dynamodb::DynamoTaskStore;
+use shared::test_support::{stream_event, success};
 
 use ingest::config::IngestConfig;
 use ingest::handler::Ingest;
 
 const MIB: u64 = 1 << 20;
-const FIXTURE: &str = include_str!("fixtures/dynamodb-stream-received.json");
 
-type LocalIngest = Ingest<DynamoTaskStore, S3VideoSink>;
+type LocalIngest = Ingest<DynamoTaskStore, S3VideoSink, HttpOrigin>;
 
 fn ingest(stack: &Stack, extra: &[(&str, &str)]) -> LocalIngest {
     let mut pairs = vec![
@@ -44,38 +43,21 @@ fn ingest(stack: &Stack, extra: &[(&str, &str)]) -> LocalIngest {
     pairs.extend_from_slice(extra);
     let config = IngestConfig::from_env(&Env::from_pairs(pairs)).unwrap();
     let client = guarded_client(config.url_policy.clone(), config.fetch_timeouts).unwrap();
+    let origin = HttpOrigin::new(client, config.url_policy.clone(), config.source);
     Ingest::new(
         stack.direct_task_store(),
         S3VideoSink::new(stack.s3(), stack.bucket()),
-        client,
+        origin,
         config,
     )
 }
 
 /// Records a `received` task for `url` and returns the stream event announcing it.
 async fn received_task(stack: &Stack, prefix: &str, url: &str) -> (Task, Value) {
-    let envelope = CallbackEnvelope {
-        task_id: TaskId::parse(&unique_task_id(prefix)).unwrap(),
-        msg: "MP4 generated successfully.".into(),
-        outcome: Outcome::Succeeded {
-            video_url: VideoUrl::parse(url, &VideoUrlPolicy { allow_http: true }).unwrap(),
-        },
-    };
+    let envelope = success(&unique_task_id(prefix), url);
     let task = Task::from_callback(&envelope, Timestamp::now(), DEFAULT_TASK_TTL);
     stack.direct_task_store().create(&task).await.unwrap();
-
-    let mut event: Value = serde_json::from_str(FIXTURE).unwrap();
-    let image: serde_json::Map<String, Value> = task_to_item(&task)
-        .unwrap()
-        .into_iter()
-        .map(|(k, v)| match v {
-            AttributeValue::S(s) => (k, json!({ "S": s })),
-            AttributeValue::N(n) => (k, json!({ "N": n })),
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    event["Records"][0]["dynamodb"]["NewImage"] = Value::Object(image.clone());
-    event["Records"][0]["dynamodb"]["Keys"] = json!({ "task_id": image["task_id"] });
+    let event = stream_event(&[task.to_item().unwrap()]);
     (task, event)
 }
 

@@ -1,6 +1,7 @@
 //! The DynamoDB adapter against the local DynamoDB-protocol server: one conditional
-//! write per new task, deduplication under concurrency, and update expressions that
-//! match the domain's reference semantics (`Task::apply`).
+//! write per new task, deduplication under concurrency, and rendered patches that do
+//! exactly what the domain's patch application does (a lifecycle walk here; random
+//! sequences in `store_patch_property.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
@@ -9,27 +10,17 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::{Stack, unique_task_id};
-use video_tasks::envelope::{CallbackEnvelope, Outcome, VideoUrl, VideoUrlPolicy};
-use video_tasks::record::{Recorded, record_callback};
-use video_tasks::store::{Applied, Created, TaskStore};
-use video_tasks::task::{
-    DEFAULT_TASK_TTL, FailureReason, Guard, StoredVideo, Task, TaskChange, TaskStatus, Update,
+use shared::domain::envelope::CallbackEnvelope;
+use shared::domain::task::{
+    ClaimDecision, DEFAULT_TASK_TTL, FailureReason, Lease, Patch, StoredVideo, Task, TaskStatus,
 };
-use video_tasks::{TaskId, Timestamp};
+use shared::store::{Applied, Created, TaskStore};
+use shared::usecase::record_callback::{Recorded, record_callback};
+use shared::{TaskId, Timestamp};
 
 fn envelope(task_id: &str, code: u16) -> CallbackEnvelope {
-    let outcome = match code {
-        200 => Outcome::Succeeded {
-            video_url: VideoUrl::parse("https://cdn.example/v.mp4", &VideoUrlPolicy::default())
-                .unwrap(),
-        },
-        code => Outcome::Failed { code },
-    };
-    CallbackEnvelope {
-        task_id: TaskId::parse(task_id).unwrap(),
-        msg: format!("code {code}"),
-        outcome,
-    }
+    let url = (code == 200).then_some("https://cdn.example/v.mp4");
+    shared::test_support::envelope(task_id, code, url, &format!("code {code}"))
 }
 
 #[tokio::test]
@@ -170,18 +161,18 @@ async fn fifty_concurrent_callbacks_make_one_item_counted_fifty_times() {
     );
 }
 
-/// Applies `update` both to the stored item (DynamoDB) and to the domain's reference,
-/// and checks they agree.
-async fn apply_and_compare(store: &impl TaskStore, before: &Task, update: Update) -> Task {
+/// Applies `patch` both to the stored item (DynamoDB) and to the domain's own
+/// application of it, and checks they agree.
+async fn apply_and_compare(store: &impl TaskStore, before: &Task, update: Patch) -> Task {
     let expected = before
-        .apply(&update, DEFAULT_TASK_TTL)
+        .apply(&update)
         .expect("the reference accepts the update");
     match store.apply(&before.task_id, &update).await.unwrap() {
         Applied::Done(after) => {
             assert_eq!(
                 *after, expected,
                 "DynamoDB and Task::apply disagree on {:?}",
-                update.change
+                update
             );
             *after
         }
@@ -201,13 +192,10 @@ async fn update_expressions_match_the_reference_semantics() {
     );
 
     let lease = Timestamp::now().saturating_add(Duration::from_secs(900));
-    let claim = Update {
-        change: TaskChange::Claim {
-            owner: "inv-1".into(),
-            lease_until: lease,
-        },
-        guard: Guard::Revision(task.revision),
-        at: Timestamp::now(),
+    let ClaimDecision::Claim(claim) =
+        task.decide_claim("inv-1", Timestamp::now(), lease, 5, DEFAULT_TASK_TTL)
+    else {
+        panic!("a received task is claimable")
     };
     let claimed = apply_and_compare(&store, &task, claim.clone()).await;
     // The same claim again: the revision moved on, so it conflicts and returns the record.
@@ -215,43 +203,22 @@ async fn update_expressions_match_the_reference_semantics() {
         Applied::Conflict(Some(current)) => assert_eq!(*current, claimed),
         other => panic!("expected a conflict, got {other:?}"),
     }
-    let owner = Guard::LeaseOwner("inv-1".into());
-    let progressed = apply_and_compare(
-        &store,
-        &claimed,
-        Update {
-            change: TaskChange::Progress {
-                bytes_received: 1 << 26,
-            },
-            guard: owner.clone(),
-            at: Timestamp::now(),
-        },
-    )
-    .await;
+    let owner = Lease::new("inv-1", lease);
+    let progressed =
+        apply_and_compare(&store, &claimed, owner.progress(1 << 26, Timestamp::now())).await;
     // Another owner cannot write an outcome.
-    let intruder = Update {
-        change: TaskChange::Fail {
-            reason: FailureReason::NotMp4,
-            detail: "x".into(),
-        },
-        guard: Guard::LeaseOwner("inv-2".into()),
-        at: Timestamp::now(),
-    };
+    let intruder = Lease::new("inv-2", lease).fail(
+        FailureReason::NotMp4,
+        "x",
+        Timestamp::now(),
+        DEFAULT_TASK_TTL,
+    );
     assert!(matches!(
         store.apply(&task.task_id, &intruder).await.unwrap(),
         Applied::Conflict(Some(_))
     ));
 
-    let released = apply_and_compare(
-        &store,
-        &progressed,
-        Update {
-            change: TaskChange::Release,
-            guard: owner.clone(),
-            at: Timestamp::now(),
-        },
-    )
-    .await;
+    let released = apply_and_compare(&store, &progressed, owner.release(Timestamp::now())).await;
     let video = StoredVideo {
         bucket: "b".into(),
         key: format!("videos/{id}.mp4"),
@@ -262,11 +229,7 @@ async fn update_expressions_match_the_reference_semantics() {
     let stored = apply_and_compare(
         &store,
         &released,
-        Update {
-            change: TaskChange::Store { video },
-            guard: owner,
-            at: Timestamp::now(),
-        },
+        owner.store(video, Timestamp::now(), DEFAULT_TASK_TTL),
     )
     .await;
     assert_eq!(stored.status, TaskStatus::Stored);
@@ -274,11 +237,7 @@ async fn update_expressions_match_the_reference_semantics() {
     assert!(!item.contains_key("open_status") && !item.contains_key("lease_owner"));
 
     // A missing task is a conflict without a record, never an error.
-    let ghost = Update {
-        change: TaskChange::Release,
-        guard: Guard::LeaseOwner("x".into()),
-        at: Timestamp::now(),
-    };
+    let ghost = Lease::new("x", lease).release(Timestamp::now());
     let missing = TaskId::parse(&unique_task_id("ghost")).unwrap();
     assert_eq!(
         store.apply(&missing, &ghost).await.unwrap(),

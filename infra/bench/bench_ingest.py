@@ -44,7 +44,7 @@ MIB = 1024 * 1024
 # Ports apart from the dev stack's defaults.
 DYNAMODB_PORT, S3_PORT, VIDEO_PORT, RUNTIME_PORT = 8100, 8433, 8199, 8198
 TABLE, BUCKET = "bench-tasks", "bench-videos"
-FIXTURE = REPO / "tests" / "fixtures" / "dynamodb-stream-received.json"
+FIXTURE = REPO / "shared" / "src" / "test_support" / "fixtures" / "dynamodb-stream-received.json"
 
 
 def parse_size(text: str) -> int:

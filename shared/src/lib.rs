@@ -1,31 +1,29 @@
-//! Music-video task domain and its AWS adapters, shared by every function.
+//! The music-video callback domain and its AWS adapters, shared by every function. Its
+//! folders are its layers:
 //!
-//! The domain is synchronous and pure: [`envelope`] parses the upstream's callback,
-//! [`verify`] authenticates it, [`task`] holds the task record and its state machine,
-//! [`ssrf`] decides which video URLs may be fetched. Storage sits behind narrow ports
-//! ([`store::TaskStore`], [`sink::VideoSink`]) with DynamoDB and S3 adapters enabled by
-//! cargo features, so each function links only the SDKs it calls.
+//! - [`domain`]: pure and synchronous (envelope, task id, task record and transitions,
+//!   verification, URL policy, clock);
+//! - ports and adapters: [`store`] (task records; DynamoDB), [`sink`] (videos; S3),
+//!   [`fetch`] (the video source; the SSRF-guarded HTTP client);
+//! - [`usecase`]: what a function does, written against the ports;
+//! - [`lambda`]: the Lambda edge (configuration readers, telemetry, HTTP responses, SDK
+//!   clients);
+//! - `test_support` (feature `test-support`): a fake for every port and the builders and
+//!   fixtures the tests share.
+//!
+//! Adapters are behind cargo features, so each function links only the SDKs it calls.
 
-#[cfg(any(feature = "dynamodb", feature = "s3"))]
-pub mod aws;
-pub mod clock;
-pub mod config;
-pub mod envelope;
-pub mod record;
-pub mod response;
-pub mod secret;
-pub mod sink;
-pub mod ssrf;
-pub mod store;
-pub mod task;
-pub mod task_id;
-pub mod telemetry;
-pub mod verify;
-
+pub mod domain;
 #[cfg(feature = "fetch")]
 pub mod fetch;
+pub mod lambda;
+pub mod sink;
+pub mod store;
+#[cfg(feature = "test-support")]
+pub mod test_support;
+pub mod usecase;
 
-pub use clock::Timestamp;
-pub use envelope::{CallbackEnvelope, EnvelopeError, Outcome, VideoUrl};
-pub use task::{Task, TaskStatus};
-pub use task_id::TaskId;
+pub use domain::clock::Timestamp;
+pub use domain::envelope::{CallbackEnvelope, EnvelopeError, Outcome, VideoUrl};
+pub use domain::task::{Task, TaskStatus};
+pub use domain::task_id::TaskId;

@@ -78,11 +78,11 @@ impl Stack {
     }
 
     pub fn s3(&self) -> aws_sdk_s3::Client {
-        let conf = aws_sdk_s3::config::Builder::from(&self.sdk())
-            .endpoint_url(self.var("AWS_ENDPOINT_URL_S3"))
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
+        shared::test_support::static_s3_client(
+            Some(self.var("AWS_ENDPOINT_URL_S3")),
+            self.var("AWS_ACCESS_KEY_ID"),
+            self.var("AWS_SECRET_ACCESS_KEY"),
+        )
     }
 
     /// The table no stream pump watches: for tests that drive the store or the ingest
@@ -92,12 +92,8 @@ impl Stack {
     }
 
     /// The task store adapter on the direct table.
-    pub fn direct_task_store(&self) -> video_tasks::store::dynamodb::DynamoTaskStore {
-        video_tasks::store::dynamodb::DynamoTaskStore::new(
-            self.dynamodb(),
-            self.direct_table(),
-            video_tasks::task::DEFAULT_TASK_TTL,
-        )
+    pub fn direct_task_store(&self) -> shared::store::dynamodb::DynamoTaskStore {
+        shared::store::dynamodb::DynamoTaskStore::new(self.dynamodb(), self.direct_table())
     }
 
     /// A task's item exactly as stored (strongly consistent read).

@@ -2,13 +2,12 @@
 
 use std::time::Duration;
 
-use video_tasks::config::{ConfigError, Env};
-use video_tasks::fetch::FetchTimeouts;
-use video_tasks::ssrf::UrlPolicy;
-use video_tasks::task::task_ttl_from_env;
+use shared::domain::backoff::Backoff;
+use shared::domain::ssrf::UrlPolicy;
+use shared::fetch::client::FetchTimeouts;
+use shared::fetch::http::SourceSettings;
+use shared::lambda::config::{ConfigError, Env, FromEnv, TaskTtl};
 
-use crate::backoff::Backoff;
-use crate::source::SourceSettings;
 use crate::transfer::{MIN_PART_SIZE, ProgressPolicy, TransferSettings};
 
 const MIN_PART_MIB: u64 = (MIN_PART_SIZE as u64) / MIB;
@@ -41,10 +40,10 @@ pub struct IngestConfig {
     pub deadline_margin: Duration,
     /// `TASK_TTL_DAYS` (30).
     pub task_ttl: Duration,
-    /// `FALLBACK_INVOCATION_SECS` (900): the time budget assumed when the runtime's
-    /// deadline is already past, which only local emulators send (cargo lambda watch
-    /// sends a fixed 1970 deadline). Lambda always sends a future one.
-    pub fallback_invocation: Duration,
+    /// `FALLBACK_INVOCATION_SECS` (900). LOCAL EMULATOR ONLY: the time budget assumed
+    /// when the runtime's deadline is already past, which only local emulators send
+    /// (cargo lambda watch sends a fixed 1970 deadline). Lambda always sends a future one.
+    pub local_emulator_budget: Duration,
 }
 
 impl IngestConfig {
@@ -92,8 +91,8 @@ impl IngestConfig {
             },
             max_attempts: env.ranged("MAX_ATTEMPTS", 5u32, 1..=100)?,
             deadline_margin: Duration::from_secs(margin),
-            task_ttl: task_ttl_from_env(env)?,
-            fallback_invocation: Duration::from_secs(fallback),
+            task_ttl: TaskTtl::from_env(env)?.0,
+            local_emulator_budget: Duration::from_secs(fallback),
         })
     }
 }

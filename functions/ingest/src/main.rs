@@ -1,6 +1,10 @@
 //! Ingest Lambda: DynamoDB stream (tasks that became `received`) → video in S3.
 //! Wiring only; the handler is in [`ingest::handler`].
 
+// The handler's future nests the use case, the transfer and the source port's futures;
+// computing its layout needs more than the default 128 levels.
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,13 +12,14 @@ use aws_lambda_events::event::dynamodb::Event;
 use ingest::config::IngestConfig;
 use ingest::handler::Ingest;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::fetch::client::guarded_client;
+use shared::fetch::http::HttpOrigin;
+use shared::lambda::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config};
+use shared::lambda::config::Env;
+use shared::lambda::telemetry;
+use shared::sink::s3::S3VideoSink;
+use shared::store::dynamodb::DynamoTaskStore;
 use tracing::{error, info};
-use video_tasks::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config};
-use video_tasks::config::Env;
-use video_tasks::fetch::guarded_client;
-use video_tasks::sink::s3::S3VideoSink;
-use video_tasks::store::dynamodb::DynamoTaskStore;
-use video_tasks::telemetry;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -38,17 +43,14 @@ async fn main() -> Result<(), Error> {
         attempt: Duration::from_secs(3),
         max_attempts: 3,
     };
-    let store = DynamoTaskStore::new(
-        dynamodb_client(&sdk, timeouts),
-        config.table_name.clone(),
-        config.task_ttl,
-    );
+    let store = DynamoTaskStore::new(dynamodb_client(&sdk, timeouts), config.table_name.clone());
     let sink = S3VideoSink::new(
         s3_client(&sdk, config.s3_force_path_style),
         config.bucket_name.clone(),
     );
     let client = guarded_client(config.url_policy.clone(), config.fetch_timeouts)?;
-    let ingest = Arc::new(Ingest::new(store, sink, client, config));
+    let origin = HttpOrigin::new(client, config.url_policy.clone(), config.source);
+    let ingest = Arc::new(Ingest::new(store, sink, origin, config));
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
         let ingest = Arc::clone(&ingest);

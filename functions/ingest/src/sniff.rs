@@ -1,6 +1,7 @@
 //! Is it an MP4? An ISO-BMFF file starts with an `ftyp` box: 4-byte big-endian size,
 //! the ASCII type `ftyp`, then a 4-character major brand. An HTML error page, a JSON
-//! error, or anything else fails here, before a byte is stored.
+//! error, or anything else fails here, before a byte is stored (content types that are
+//! never a video are refused earlier, by the HTTP source).
 
 /// Bytes needed to decide.
 pub const SNIFF_LEN: usize = 12;
@@ -35,25 +36,6 @@ pub fn sniff_mp4(prefix: &[u8], at_end: bool) -> Sniff {
     } else {
         Sniff::NotMp4
     }
-}
-
-/// Content types that are never a video: refused before reading the body.
-pub fn is_refused_content_type(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    matches!(
-        essence.as_str(),
-        "text/html"
-            | "application/xhtml+xml"
-            | "text/plain"
-            | "application/json"
-            | "application/xml"
-            | "text/xml"
-    )
 }
 
 #[cfg(test)]
@@ -118,27 +100,5 @@ mod tests {
         assert_eq!(sniff_mp4(b"\0\0\0\x18ftyp", false), Sniff::NeedMore);
         assert_eq!(sniff_mp4(b"\0\0\0\x18ftyp", true), Sniff::NotMp4);
         assert_eq!(sniff_mp4(b"", true), Sniff::NotMp4);
-    }
-
-    #[test]
-    fn refused_content_types() {
-        for ct in [
-            "text/html",
-            "text/html; charset=utf-8",
-            "TEXT/HTML",
-            "application/json",
-            "text/plain",
-        ] {
-            assert!(is_refused_content_type(ct), "{ct}");
-        }
-        for ct in [
-            "video/mp4",
-            "application/octet-stream",
-            "binary/octet-stream",
-            "video/quicktime",
-            "",
-        ] {
-            assert!(!is_refused_content_type(ct), "{ct}");
-        }
     }
 }

@@ -10,20 +10,19 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
+use shared::TaskId;
+use shared::domain::task::FailureReason;
+use shared::fetch::{Origin, SourceError, VideoSource};
+use shared::sink::{
+    MultipartUpload, ObjectMeta, SinkError, UploadedPart, VIDEO_CONTENT_TYPE, VideoSink,
+};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{info, warn};
 use url::Url;
-use video_tasks::TaskId;
-use video_tasks::sink::{
-    MultipartUpload, ObjectMeta, SinkError, UploadedPart, VIDEO_CONTENT_TYPE, VideoSink,
-};
-use video_tasks::ssrf::UrlPolicy;
-use video_tasks::task::FailureReason;
 
 use crate::sniff::{Sniff, sniff_mp4};
-use crate::source::{SourceError, SourceSettings, VideoSource};
 
 /// Smallest part S3 accepts (except the last).
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
@@ -108,8 +107,12 @@ pub enum TransferError {
     Sink(#[from] SinkError),
     #[error("the invocation's deadline arrived after {0} bytes")]
     Deadline(u64),
-    #[error("a part upload task failed: {0}")]
-    Join(String),
+    /// A part upload's task panicked or was cancelled.
+    #[error("a part upload task did not finish: {0}")]
+    PartTask(String),
+    /// A state the transfer never gets into (a part without an upload, a closed pool).
+    #[error("transfer bookkeeping: {0}")]
+    Bookkeeping(&'static str),
 }
 
 impl TransferError {
@@ -118,7 +121,7 @@ impl TransferError {
         match self {
             Self::Source(e) => e.failure_reason(),
             Self::NotMp4 => Some(FailureReason::NotMp4),
-            Self::Sink(_) | Self::Deadline(_) | Self::Join(_) => None,
+            Self::Sink(_) | Self::Deadline(_) | Self::PartTask(_) | Self::Bookkeeping(_) => None,
         }
     }
 }
@@ -133,16 +136,14 @@ pub struct Destination<'a, K> {
 
 /// Where the bytes come from.
 #[derive(Debug)]
-pub struct Origin<'a> {
-    pub client: &'a reqwest::Client,
+pub struct Source<'a, O> {
+    pub origin: &'a O,
     pub url: &'a Url,
-    pub policy: &'a UrlPolicy,
-    pub settings: SourceSettings,
 }
 
-/// Copies `origin` to `destination` before `deadline`.
-pub async fn transfer<K: VideoSink, P: Progress>(
-    origin: &Origin<'_>,
+/// Copies `source` to `destination` before `deadline`.
+pub async fn transfer<O: Origin, K: VideoSink, P: Progress>(
+    source: &Source<'_, O>,
     destination: &Destination<'_, K>,
     settings: &TransferSettings,
     deadline: Instant,
@@ -150,7 +151,7 @@ pub async fn transfer<K: VideoSink, P: Progress>(
 ) -> Result<Transferred, TransferError> {
     let mut restarts = 0;
     loop {
-        match attempt(origin, destination, settings, deadline, progress).await {
+        match attempt(source, destination, settings, deadline, progress).await {
             Ok(done) => return Ok(Transferred { restarts, ..done }),
             Err(TransferError::Source(SourceError::CannotResume { offset, mismatch }))
                 if restarts < settings.max_restarts =>
@@ -186,8 +187,8 @@ async fn within<T>(
 
 /// One pass from byte 0. On failure nothing is left behind: the running parts are
 /// stopped first (none may still be uploading), then the multipart upload is aborted.
-async fn attempt<K: VideoSink, P: Progress>(
-    origin: &Origin<'_>,
+async fn attempt<O: Origin, K: VideoSink, P: Progress>(
+    source: &Source<'_, O>,
     destination: &Destination<'_, K>,
     settings: &TransferSettings,
     deadline: Instant,
@@ -195,7 +196,7 @@ async fn attempt<K: VideoSink, P: Progress>(
 ) -> Result<Transferred, TransferError> {
     let mut parts = PartUploads::new(settings.concurrency);
     let result = copy(
-        origin,
+        source,
         destination,
         settings,
         deadline,
@@ -212,8 +213,8 @@ async fn attempt<K: VideoSink, P: Progress>(
     result
 }
 
-async fn copy<K: VideoSink, P: Progress>(
-    origin: &Origin<'_>,
+async fn copy<O: Origin, K: VideoSink, P: Progress>(
+    source: &Source<'_, O>,
     destination: &Destination<'_, K>,
     settings: &TransferSettings,
     deadline: Instant,
@@ -225,19 +226,14 @@ async fn copy<K: VideoSink, P: Progress>(
         content_type: VIDEO_CONTENT_TYPE.into(),
         metadata: vec![("task-id".into(), destination.task_id.to_string())],
     };
-    let mut source = within(
-        deadline,
-        0,
-        VideoSource::open(origin.client, origin.url, origin.policy, origin.settings),
-    )
-    .await??;
+    let mut reader = within(deadline, 0, source.origin.open(source.url)).await??;
     let mut hasher = Sha256::new();
     let mut buffer = parts.buffer(part_size);
     let mut sniffed = false;
     let mut next_part: i32 = 1;
     let mut clock = ProgressClock::new(settings.progress, Instant::now());
 
-    while let Some(chunk) = within(deadline, source.offset(), source.next_chunk()).await?? {
+    while let Some(chunk) = within(deadline, reader.offset(), reader.next_chunk()).await?? {
         hasher.update(&chunk);
         let mut rest: &[u8] = &chunk;
         while !rest.is_empty() {
@@ -255,29 +251,29 @@ async fn copy<K: VideoSink, P: Progress>(
                 if parts.upload.is_none() {
                     let started = within(
                         deadline,
-                        source.offset(),
+                        reader.offset(),
                         destination.sink.start(destination.key, &meta),
                     )
                     .await??;
                     parts.upload = Some(started);
                 }
                 let part = std::mem::take(&mut buffer).freeze();
-                within(deadline, source.offset(), parts.dispatch(next_part, part)).await??;
+                within(deadline, reader.offset(), parts.dispatch(next_part, part)).await??;
                 next_part += 1;
                 // Taken after the dispatch got its slot: a finished part has returned its
                 // buffer by then, so the same few buffers circulate.
                 buffer = parts.buffer(part_size);
             }
         }
-        if clock.due(source.offset(), Instant::now()) {
-            progress.report(source.offset()).await;
+        if clock.due(reader.offset(), Instant::now()) {
+            progress.report(reader.offset()).await;
         }
     }
 
     if !sniffed && !matches!(sniff_mp4(&buffer, true), Sniff::Mp4 { .. }) {
         return Err(TransferError::NotMp4);
     }
-    let bytes = source.offset();
+    let bytes = reader.offset();
     let sha256 = hex(&hasher.finalize());
     let mut final_meta = meta.clone();
     final_meta.metadata.push(("sha256".into(), sha256.clone()));
@@ -317,7 +313,7 @@ async fn copy<K: VideoSink, P: Progress>(
         bytes,
         sha256,
         parts: part_count,
-        ranged_requests: source.ranged_requests(),
+        ranged_requests: reader.ranged_requests(),
         restarts: 0,
     })
 }
@@ -356,15 +352,14 @@ impl<U: MultipartUpload> PartUploads<U> {
 
     /// Starts uploading a part once a slot is free; fails fast if an earlier part failed.
     async fn dispatch(&mut self, number: i32, body: Bytes) -> Result<(), TransferError> {
-        let upload = self
-            .upload
-            .clone()
-            .ok_or_else(|| TransferError::Join("no multipart upload to add a part to".into()))?;
+        let upload = self.upload.clone().ok_or(TransferError::Bookkeeping(
+            "a part without a multipart upload",
+        ))?;
         self.collect_finished()?;
         let slot = Arc::clone(&self.slots)
             .acquire_owned()
             .await
-            .map_err(|e| TransferError::Join(e.to_string()))?;
+            .map_err(|_| TransferError::Bookkeeping("the part pool closed"))?;
         self.collect_finished()?;
         let spare = Arc::clone(&self.spare);
         self.running.spawn(async move {
@@ -385,7 +380,7 @@ impl<U: MultipartUpload> PartUploads<U> {
     fn collect_finished(&mut self) -> Result<(), TransferError> {
         while let Some(joined) = self.running.try_join_next() {
             self.done
-                .push(joined.map_err(|e| TransferError::Join(e.to_string()))??);
+                .push(joined.map_err(|e| TransferError::PartTask(e.to_string()))??);
         }
         Ok(())
     }
@@ -394,7 +389,7 @@ impl<U: MultipartUpload> PartUploads<U> {
     async fn finish(&mut self) -> Result<Vec<UploadedPart>, TransferError> {
         while let Some(joined) = self.running.join_next().await {
             self.done
-                .push(joined.map_err(|e| TransferError::Join(e.to_string()))??);
+                .push(joined.map_err(|e| TransferError::PartTask(e.to_string()))??);
         }
         Ok(std::mem::take(&mut self.done))
     }
@@ -468,6 +463,354 @@ mod tests {
             Some(FailureReason::NotMp4)
         );
         assert_eq!(TransferError::Deadline(5).failure_reason(), None);
-        assert_eq!(TransferError::Join("x".into()).failure_reason(), None);
+        assert_eq!(TransferError::PartTask("x".into()).failure_reason(), None);
+        assert_eq!(TransferError::Bookkeeping("x").failure_reason(), None);
+    }
+
+    // --- the transfer on fakes: every path through the part pool, resume and abort ---
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use shared::fetch::scripted::{ScriptedOrigin, Step, chunks};
+    use shared::sink::memory::Written;
+    use shared::test_support::{MemoryVideoSink, Video};
+
+    const PART: usize = 4096;
+
+    struct Reports(AtomicUsize);
+
+    impl Progress for Reports {
+        async fn report(&self, _bytes_received: u64) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn settings() -> TransferSettings {
+        TransferSettings {
+            part_size: PART,
+            concurrency: 2,
+            max_restarts: 2,
+            progress: ProgressPolicy {
+                interval: Duration::from_secs(3600),
+                bytes: 2 * PART as u64,
+                min_gap: Duration::ZERO,
+            },
+        }
+    }
+
+    fn task_id() -> TaskId {
+        TaskId::parse("t-1").unwrap()
+    }
+
+    fn video(len: usize) -> Vec<u8> {
+        Video::new(len as u64, 9).bytes()
+    }
+
+    /// Runs one transfer of `origin` into `sink` under `videos/t-1.mp4`.
+    async fn run_with(
+        origin: &ScriptedOrigin,
+        sink: &MemoryVideoSink,
+        deadline: Instant,
+        progress: &Reports,
+    ) -> Result<Transferred, TransferError> {
+        let url = Url::parse("https://cdn.example/v.mp4").unwrap();
+        let task_id = task_id();
+        transfer(
+            &Source { origin, url: &url },
+            &Destination {
+                sink,
+                key: "videos/t-1.mp4",
+                task_id: &task_id,
+            },
+            &settings(),
+            deadline,
+            progress,
+        )
+        .await
+    }
+
+    async fn run(
+        origin: &ScriptedOrigin,
+        sink: &MemoryVideoSink,
+    ) -> Result<Transferred, TransferError> {
+        let progress = Reports(AtomicUsize::new(0));
+        run_with(
+            origin,
+            sink,
+            Instant::now() + Duration::from_secs(60),
+            &progress,
+        )
+        .await
+    }
+
+    fn sha(bytes: &[u8]) -> String {
+        hex(&Sha256::digest(bytes))
+    }
+
+    /// The object is the video, byte for byte, with its SHA-256 recorded.
+    fn assert_stored(sink: &MemoryVideoSink, bytes: &[u8], written: Written) {
+        let object = sink.object("videos/t-1.mp4").expect("object written");
+        assert!(object.bytes == bytes, "stored bytes differ from the source");
+        assert_eq!(object.written, written);
+        let meta: std::collections::HashMap<_, _> = object.meta.metadata.into_iter().collect();
+        assert_eq!(meta.get("sha256"), Some(&sha(bytes)));
+        assert_eq!(meta.get("task-id").map(String::as_str), Some("t-1"));
+        assert_eq!(object.meta.content_type, VIDEO_CONTENT_TYPE);
+        assert!(sink.open_uploads().is_empty(), "{:?}", sink.open_uploads());
+    }
+
+    fn assert_nothing_left(sink: &MemoryVideoSink) {
+        assert!(sink.object("videos/t-1.mp4").is_none(), "nothing stored");
+        assert!(sink.open_uploads().is_empty(), "{:?}", sink.open_uploads());
+    }
+
+    #[tokio::test]
+    async fn a_part_failing_mid_stream_aborts_the_upload() {
+        let bytes = video(5 * PART + 10);
+        let origin = ScriptedOrigin::new([chunks(&bytes, 1000, None)]);
+        let sink = MemoryVideoSink::default();
+        sink.fail_part(3);
+        let err = run(&origin, &sink).await.unwrap_err();
+        assert!(
+            matches!(&err, TransferError::Sink(e) if e.operation == "UploadPart"),
+            "{err}"
+        );
+        assert_eq!(
+            err.failure_reason(),
+            None,
+            "a sink failure is retried, never failed"
+        );
+        assert_eq!(sink.aborted().len(), 1);
+        assert_nothing_left(&sink);
+    }
+
+    #[tokio::test]
+    async fn a_cut_source_resumes_and_keeps_every_byte() {
+        let bytes = video(3 * PART + 123);
+        let cut = PART + 777;
+        let origin = ScriptedOrigin::new([chunks(&bytes, 1000, Some(cut))]);
+        let sink = MemoryVideoSink::default();
+        let done = run(&origin, &sink).await.unwrap();
+        assert_eq!(
+            (
+                done.bytes,
+                done.sha256.as_str(),
+                done.ranged_requests,
+                done.restarts
+            ),
+            (bytes.len() as u64, sha(&bytes).as_str(), 1, 0)
+        );
+        assert_eq!(origin.opens(), 1);
+        assert_stored(&sink, &bytes, Written::Multipart { parts: 4 });
+        assert!(sink.aborted().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refused_resume_aborts_and_restarts_from_byte_zero() {
+        let bytes = video(4 * PART + 5);
+        let mut first = chunks(&bytes[..3 * PART + 100], 1000, None);
+        first.push(Step::cannot_resume());
+        let origin = ScriptedOrigin::new([first, chunks(&bytes, 1000, None)]);
+        let sink = MemoryVideoSink::default();
+        let done = run(&origin, &sink).await.unwrap();
+        assert_eq!((done.restarts, done.bytes), (1, bytes.len() as u64));
+        assert_eq!(
+            done.sha256,
+            sha(&bytes),
+            "the hash covers the second pass only"
+        );
+        assert_eq!(origin.opens(), 2);
+        assert_eq!(
+            sink.aborted().len(),
+            1,
+            "the first pass's upload is aborted"
+        );
+        assert_stored(&sink, &bytes, Written::Multipart { parts: 5 });
+    }
+
+    #[tokio::test]
+    async fn restarts_are_bounded() {
+        let bytes = video(2 * PART);
+        let refusing = || {
+            let mut steps = chunks(&bytes[..PART + 1], 1000, None);
+            steps.push(Step::cannot_resume());
+            steps
+        };
+        let origin = ScriptedOrigin::new([refusing(), refusing(), refusing(), refusing()]);
+        let sink = MemoryVideoSink::default();
+        let err = run(&origin, &sink).await.unwrap_err();
+        assert!(
+            matches!(err, TransferError::Source(SourceError::CannotResume { .. })),
+            "{err}"
+        );
+        assert_eq!(
+            origin.opens(),
+            3,
+            "the first pass and max_restarts = 2 more"
+        );
+        assert_eq!(sink.aborted().len(), 3);
+        assert_nothing_left(&sink);
+    }
+
+    #[tokio::test]
+    async fn the_deadline_stops_the_transfer_and_aborts() {
+        let bytes = video(4 * PART);
+        let mut steps = chunks(&bytes[..2 * PART + 50], 1000, None);
+        steps.push(Step::Stall(Duration::from_secs(30)));
+        steps.extend(chunks(&bytes[2 * PART + 50..], 1000, None));
+        let origin = ScriptedOrigin::new([steps]);
+        let sink = MemoryVideoSink::default();
+        let progress = Reports(AtomicUsize::new(0));
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(300);
+        let err = run_with(&origin, &sink, deadline, &progress)
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "stopped at the deadline"
+        );
+        assert!(
+            matches!(err, TransferError::Deadline(n) if n == 2 * PART as u64 + 50),
+            "{err}"
+        );
+        assert_eq!(err.failure_reason(), None);
+        assert_eq!(sink.aborted().len(), 1);
+        assert_nothing_left(&sink);
+    }
+
+    #[tokio::test]
+    async fn a_failing_abort_still_reports_the_transfer_error() {
+        let bytes = video(4 * PART);
+        let origin = ScriptedOrigin::new([chunks(&bytes, 1000, None)]);
+        let sink = MemoryVideoSink::default();
+        sink.fail_part(2).fail_abort();
+        let err = run(&origin, &sink).await.unwrap_err();
+        assert!(
+            matches!(&err, TransferError::Sink(e) if e.operation == "UploadPart"),
+            "{err}"
+        );
+        // The upload stays open for the bucket's lifecycle rule; nothing is stored.
+        assert_eq!(sink.open_uploads().len(), 1);
+        assert!(sink.aborted().is_empty());
+        assert!(sink.object("videos/t-1.mp4").is_none());
+    }
+
+    #[tokio::test]
+    async fn zero_bytes_are_not_an_mp4_and_nothing_is_written() {
+        let origin = ScriptedOrigin::new([Vec::new()]);
+        let sink = MemoryVideoSink::default();
+        let err = run(&origin, &sink).await.unwrap_err();
+        assert!(matches!(err, TransferError::NotMp4), "{err}");
+        assert_eq!(err.failure_reason(), Some(FailureReason::NotMp4));
+        assert_eq!(sink.uploads_started(), 0);
+        assert_nothing_left(&sink);
+    }
+
+    #[tokio::test]
+    async fn an_html_page_is_refused_before_any_upload() {
+        let mut page = b"<!DOCTYPE html><html>expired</html>".to_vec();
+        page.resize(3 * PART, b' ');
+        let origin = ScriptedOrigin::new([chunks(&page, 1000, None)]);
+        let sink = MemoryVideoSink::default();
+        let err = run(&origin, &sink).await.unwrap_err();
+        assert!(matches!(err, TransferError::NotMp4), "{err}");
+        assert_eq!(sink.uploads_started(), 0);
+        assert_nothing_left(&sink);
+    }
+
+    #[tokio::test]
+    async fn a_permanent_source_refusal_writes_nothing() {
+        let origin = ScriptedOrigin::new([vec![Step::refuse_with_status(404)]]);
+        let sink = MemoryVideoSink::default();
+        let err = run(&origin, &sink).await.unwrap_err();
+        assert_eq!(err.failure_reason(), Some(FailureReason::SourceNotFound));
+        assert_eq!(sink.uploads_started(), 0);
+        assert_nothing_left(&sink);
+    }
+
+    #[tokio::test]
+    async fn an_exact_multiple_of_the_part_size_has_no_empty_last_part() {
+        let bytes = video(3 * PART);
+        let origin = ScriptedOrigin::new([chunks(&bytes, 1000, None)]);
+        let sink = MemoryVideoSink::default();
+        let done = run(&origin, &sink).await.unwrap();
+        assert_eq!(done.parts, 3);
+        assert_stored(&sink, &bytes, Written::Multipart { parts: 3 });
+    }
+
+    #[tokio::test]
+    async fn the_last_part_alone_is_one_byte() {
+        let bytes = video(3 * PART + 1);
+        // One chunk per byte of the boundary region too: chunking must not matter.
+        let origin = ScriptedOrigin::new([chunks(&bytes, PART, None)]);
+        let sink = MemoryVideoSink::default();
+        let done = run(&origin, &sink).await.unwrap();
+        assert_eq!(done.parts, 4);
+        assert_stored(&sink, &bytes, Written::Multipart { parts: 4 });
+    }
+
+    #[tokio::test]
+    async fn a_video_within_one_part_is_a_single_put() {
+        for len in [12, PART - 1, PART] {
+            let bytes = video(len);
+            let origin = ScriptedOrigin::new([chunks(&bytes, 999, None)]);
+            let sink = MemoryVideoSink::default();
+            let done = run(&origin, &sink).await.unwrap();
+            // A video of exactly one part fills the buffer, so it goes multipart.
+            let written = if len == PART {
+                Written::Multipart { parts: 1 }
+            } else {
+                Written::Put
+            };
+            assert_stored(&sink, &bytes, written);
+            assert_eq!(done.bytes, len as u64);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_put_or_completion_leaves_nothing() {
+        let small = video(100);
+        let origin = ScriptedOrigin::new([chunks(&small, 30, None)]);
+        let sink = MemoryVideoSink::default();
+        sink.fail_put();
+        assert!(matches!(
+            run(&origin, &sink).await,
+            Err(TransferError::Sink(_))
+        ));
+        assert_nothing_left(&sink);
+
+        let big = video(3 * PART + 9);
+        let origin = ScriptedOrigin::new([chunks(&big, 1000, None)]);
+        let sink = MemoryVideoSink::default();
+        sink.fail_complete();
+        let err = run(&origin, &sink).await.unwrap_err();
+        assert!(
+            matches!(&err, TransferError::Sink(e) if e.operation == "CompleteMultipartUpload"),
+            "{err}"
+        );
+        assert_eq!(sink.aborted().len(), 1);
+        assert_nothing_left(&sink);
+    }
+
+    #[tokio::test]
+    async fn progress_is_reported_while_copying() {
+        let bytes = video(8 * PART);
+        let origin = ScriptedOrigin::new([chunks(&bytes, 1000, None)]);
+        let sink = MemoryVideoSink::default();
+        sink.delay_parts(Duration::from_millis(5));
+        let progress = Reports(AtomicUsize::new(0));
+        run_with(
+            &origin,
+            &sink,
+            Instant::now() + Duration::from_secs(60),
+            &progress,
+        )
+        .await
+        .unwrap();
+        // Every 2 parts' worth of bytes: about four reports.
+        let reports = progress.0.load(Ordering::SeqCst);
+        assert!((3..=4).contains(&reports), "{reports} reports");
+        assert_stored(&sink, &bytes, Written::Multipart { parts: 8 });
     }
 }

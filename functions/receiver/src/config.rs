@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use video_tasks::config::{ConfigError, Env};
-use video_tasks::envelope::VideoUrlPolicy;
-use video_tasks::task::task_ttl_from_env;
-use video_tasks::verify::Verifier;
+use shared::domain::ssrf::UrlPolicy;
+use shared::domain::verify::Verifier;
+use shared::lambda::config::{ConfigError, Env, FromEnv, TaskTtl};
 
 #[derive(Debug, Clone)]
 pub struct ReceiverConfig {
@@ -14,8 +13,9 @@ pub struct ReceiverConfig {
     /// `CALLBACK_TOKENS`, `UPSTREAM_HMAC_SECRETS`, `STANDARD_WEBHOOKS_SECRETS`,
     /// `SIGNATURE_TOLERANCE_SECS`, `CALLBACK_AUTH`.
     pub verifier: Verifier,
-    /// `VIDEO_URL_ALLOW_HTTP` (local stacks only).
-    pub url_policy: VideoUrlPolicy,
+    /// `VIDEO_URL_ALLOW_HTTP` (local stacks only) decides the schemes a callback's URL may
+    /// have; where a URL may lead is ingest's business, under the same policy.
+    pub url_policy: UrlPolicy,
     /// `MAX_BODY_BYTES`, default 64 KiB.
     pub max_body_bytes: usize,
     /// `STORE_DEADLINE_MS`, default 5 s: far inside the sender's 15 s, so a slow store
@@ -32,12 +32,10 @@ impl ReceiverConfig {
         Ok(Self {
             table_name: env.required("TABLE_NAME")?.to_owned(),
             verifier: Verifier::from_env(env)?,
-            url_policy: VideoUrlPolicy {
-                allow_http: env.flag("VIDEO_URL_ALLOW_HTTP")?,
-            },
+            url_policy: UrlPolicy::from_env(env)?,
             max_body_bytes,
             store_deadline: Duration::from_millis(deadline_ms),
-            task_ttl: task_ttl_from_env(env)?,
+            task_ttl: TaskTtl::from_env(env)?.0,
         })
     }
 }

@@ -5,14 +5,14 @@ use std::time::Instant;
 
 use lambda_http::http::{Method, StatusCode, header::CONTENT_TYPE};
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::json;
-use tracing::{Instrument, error, field, info, info_span, warn};
-use video_tasks::envelope::CallbackEnvelope;
-use video_tasks::record::{Recorded, record_callback};
-use video_tasks::response::json_response;
-use video_tasks::store::TaskStore;
-use video_tasks::verify::{CallbackRequest, Verified};
-use video_tasks::{TaskId, Timestamp};
+use serde::Serialize;
+use shared::domain::envelope::CallbackEnvelope;
+use shared::domain::verify::{CallbackRequest, Verified};
+use shared::lambda::http::{MethodNotAllowed, json_response, serve, within_deadline};
+use shared::store::TaskStore;
+use shared::usecase::record_callback::{Recorded, record_callback};
+use shared::{TaskId, Timestamp};
+use tracing::info;
 
 use crate::config::ReceiverConfig;
 use crate::error::ReceiveError;
@@ -22,6 +22,13 @@ use crate::error::ReceiveError;
 pub struct Receiver<S> {
     store: S,
     config: ReceiverConfig,
+}
+
+/// The 200 answer: `{"status": "received" | "duplicate", "task_id": …}`.
+#[derive(Debug, Serialize)]
+pub struct CallbackAnswer {
+    pub status: &'static str,
+    pub task_id: TaskId,
 }
 
 /// A recorded callback.
@@ -38,61 +45,31 @@ impl<S: TaskStore> Receiver<S> {
         Self { store, config }
     }
 
-    /// Handles one request. Always answers: errors become their HTTP response here.
+    /// Handles one request. Always answers: errors become their HTTP response at the edge.
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let started = Instant::now();
-        let request_id = request
-            .lambda_context_ref()
-            .map(|c| c.request_id.clone())
-            .unwrap_or_default();
-        let span = info_span!("callback", request_id = %request_id, task_id = field::Empty);
-        async {
-            let result = self.receive(&request, Timestamp::now()).await;
-            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-            match result {
-                Ok(accepted) => {
-                    let callback_count = match accepted.recorded {
-                        Recorded::Created { .. } => 1,
-                        Recorded::Duplicate { callback_count } | Recorded::Revived { callback_count } => callback_count,
-                    };
-                    info!(
-                        outcome = outcome_name(accepted.recorded),
-                        status = 200,
-                        upstream_code = accepted.upstream_code,
-                        scheme = accepted.verified.as_str(),
-                        callback_count,
-                        latency_ms,
-                        "callback recorded"
-                    );
-                    json_response(
-                        StatusCode::OK,
-                        &json!({ "status": accepted.recorded.as_str(), "task_id": accepted.task_id }),
-                    )
-                }
-                Err(err) => {
-                    let status = err.status().as_u16();
-                    if err.status().is_server_error() {
-                        error!(outcome = "failed", status, error_code = err.code(), error = %err,
-                               cause = ?std::error::Error::source(&err), latency_ms, "callback not recorded");
-                    } else {
-                        let reason = match &err {
-                            ReceiveError::Unauthorized(rejected) => rejected.summary(),
-                            other => other.to_string(),
-                        };
-                        warn!(outcome = "rejected", status, error_code = err.code(), reason, latency_ms, "callback rejected");
-                    }
-                    err.into_response()
-                }
-            }
-        }
-        .instrument(span)
+        serve(request, |request| async move {
+            let accepted = self.receive(&request, Timestamp::now()).await?;
+            info!(
+                outcome = outcome_name(accepted.recorded),
+                status = 200,
+                upstream_code = accepted.upstream_code,
+                scheme = accepted.verified.as_str(),
+                callback_count = accepted.recorded.callback_count(),
+                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "callback recorded"
+            );
+            let answer = CallbackAnswer {
+                status: accepted.recorded.as_str(),
+                task_id: accepted.task_id,
+            };
+            Ok::<_, ReceiveError>(json_response(StatusCode::OK, &answer))
+        })
         .await
     }
 
     async fn receive(&self, request: &Request, now: Timestamp) -> Result<Accepted, ReceiveError> {
-        if request.method() != Method::POST {
-            return Err(ReceiveError::MethodNotAllowed(request.method().to_string()));
-        }
+        MethodNotAllowed::check(request.method(), Method::POST)?;
         let body: &[u8] = request.body().as_ref();
         if body.len() > self.config.max_body_bytes {
             return Err(ReceiveError::PayloadTooLarge {
@@ -117,12 +94,11 @@ impl<S: TaskStore> Receiver<S> {
         let envelope = CallbackEnvelope::parse(body, &self.config.url_policy)?;
         tracing::Span::current().record("task_id", envelope.task_id.as_str());
 
-        let recorded = tokio::time::timeout(
+        let recorded = within_deadline(
             self.config.store_deadline,
             record_callback(&self.store, &envelope, now, self.config.task_ttl),
         )
-        .await
-        .map_err(|_| ReceiveError::StoreDeadline(self.config.store_deadline.as_millis()))??;
+        .await?;
 
         Ok(Accepted {
             upstream_code: envelope.code(),
@@ -165,18 +141,16 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use serde_json::Value;
-    use video_tasks::TaskStatus;
-    use video_tasks::clock::Timestamp;
-    use video_tasks::config::Env;
-    use video_tasks::store::memory::MemoryTaskStore;
-    use video_tasks::store::{Applied, Created, StoreError};
-    use video_tasks::task::{Task, Update};
-    use video_tasks::verify::{
+    use serde_json::{Value, json};
+    use shared::TaskStatus;
+    use shared::domain::task::{Patch, Task};
+    use shared::domain::verify::{
         UPSTREAM_SIGNATURE_HEADER, UPSTREAM_TIMESTAMP_HEADER, upstream_signature,
     };
-
-    const FIXTURE: &str = include_str!("../../../tests/fixtures/apigw-v2-callback.json");
+    use shared::lambda::config::Env;
+    use shared::store::{Applied, Created, StoreError};
+    use shared::test_support::MemoryTaskStore;
+    use shared::test_support::fixtures::APIGW_V2_CALLBACK as FIXTURE;
     const TOKEN: &str = "test-token-0123456789abcdef";
     const UPSTREAM_SECRET: &str = "upstream-secret-0123456789";
     const TASK: &str = "taskId_774b9aa0422f";
@@ -407,10 +381,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(30)).await;
             Ok(Created::New)
         }
-        async fn count_callback(&self, _: &TaskId, _: Timestamp) -> Result<u32, StoreError> {
-            Ok(1)
-        }
-        async fn apply(&self, _: &TaskId, _: &Update) -> Result<Applied, StoreError> {
+        async fn apply(&self, _: &TaskId, _: &Patch) -> Result<Applied, StoreError> {
             Ok(Applied::Conflict(None))
         }
         async fn get(&self, _: &TaskId) -> Result<Option<Task>, StoreError> {

@@ -1,6 +1,6 @@
 //! Receiver Lambda: API Gateway HTTP API `POST /callbacks/music-video` → verified,
 //! deduplicated task record in DynamoDB → 200 in milliseconds. Wiring only; the handler
-//! is in [`handler`].
+//! is in [`handler`], its refusals in [`error`].
 
 mod config;
 mod error;
@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_http::{Error, Request, service_fn};
+use shared::lambda::aws::{CallTimeouts, dynamodb_client, sdk_config};
+use shared::lambda::config::Env;
+use shared::lambda::telemetry;
+use shared::store::dynamodb::DynamoTaskStore;
 use tracing::{error, info, warn};
-use video_tasks::aws::{CallTimeouts, dynamodb_client, sdk_config};
-use video_tasks::config::Env;
-use video_tasks::store::dynamodb::DynamoTaskStore;
-use video_tasks::telemetry;
 
 use crate::config::ReceiverConfig;
 use crate::handler::Receiver;
@@ -43,11 +43,7 @@ async fn main() -> Result<(), Error> {
         attempt: (config.store_deadline / 3).max(Duration::from_millis(300)),
         max_attempts: 3,
     };
-    let store = DynamoTaskStore::new(
-        dynamodb_client(&sdk, timeouts),
-        config.table_name.clone(),
-        config.task_ttl,
-    );
+    let store = DynamoTaskStore::new(dynamodb_client(&sdk, timeouts), config.table_name.clone());
     let receiver = Arc::new(Receiver::new(store, config));
 
     lambda_http::run(service_fn(move |request: Request| {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use video_tasks::config::{ConfigError, Env};
+use shared::lambda::config::{ConfigError, Env};
 
 #[derive(Debug, Clone)]
 pub struct StatusConfig {

@@ -4,80 +4,19 @@
 use std::time::Duration;
 
 use aws_sdk_s3::presigning::PresigningConfig;
-use lambda_http::http::header::ALLOW;
-use lambda_http::http::{HeaderValue, Method, StatusCode};
+use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::{Value, json};
-use tracing::{Instrument, error, field, info, info_span, warn};
-use video_tasks::response::json_response;
-use video_tasks::store::{StoreError, TaskStore};
-use video_tasks::task::{Task, TaskStatus};
-use video_tasks::task_id::TaskIdError;
-use video_tasks::{TaskId, Timestamp};
+use serde::Serialize;
+use shared::domain::task::{FailureReason, StoredVideo, Task, TaskState, TaskStatus};
+use shared::lambda::http::{MethodNotAllowed, json_response, serve, within_deadline};
+use shared::store::TaskStore;
+use shared::{TaskId, Timestamp};
+use tracing::info;
 
 use crate::config::StatusConfig;
+use crate::error::StatusError;
 
 const STORE_DEADLINE: Duration = Duration::from_secs(5);
-
-/// Why a status request is not answered with a task.
-#[derive(Debug, thiserror::Error)]
-pub enum StatusError {
-    #[error("method {0} is not allowed")]
-    MethodNotAllowed(String),
-    #[error("task_id is invalid: {0}")]
-    InvalidTaskId(TaskIdError),
-    #[error("no task with this id")]
-    NotFound,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the task store did not answer in time")]
-    StoreDeadline,
-    #[error("could not presign the video URL: {0}")]
-    Presign(String),
-}
-
-impl StatusError {
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::InvalidTaskId(_) => StatusCode::BAD_REQUEST,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Store(_) | Self::StoreDeadline => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Presign(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            Self::MethodNotAllowed(_) => "method_not_allowed",
-            Self::InvalidTaskId(_) => "invalid_task_id",
-            Self::NotFound => "not_found",
-            Self::Store(_) | Self::StoreDeadline => "unavailable",
-            Self::Presign(_) => "internal_error",
-        }
-    }
-
-    /// The one place errors become HTTP; server-side causes stay in the log.
-    fn into_response(self) -> Response<Body> {
-        let message = match &self {
-            Self::Store(_) | Self::StoreDeadline => {
-                "temporarily unavailable; retry later".to_owned()
-            }
-            Self::Presign(_) => "internal error".to_owned(),
-            other => other.to_string(),
-        };
-        let mut response = json_response(
-            self.status(),
-            &json!({ "error": self.code(), "message": message }),
-        );
-        if matches!(self, Self::MethodNotAllowed(_)) {
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET"));
-        }
-        response
-    }
-}
 
 /// The status function's dependencies.
 #[derive(Debug)]
@@ -87,69 +26,82 @@ pub struct StatusService<S> {
     config: StatusConfig,
 }
 
+/// The public view of a task: the 200 body.
+#[derive(Debug, Serialize)]
+pub struct TaskView<'a> {
+    pub task_id: &'a TaskId,
+    pub status: TaskStatus,
+    pub upstream_code: u16,
+    pub upstream_msg: &'a str,
+    pub callback_count: u32,
+    pub attempts: u32,
+    pub received_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Present (null) on every task, so clients can rely on the key.
+    pub failure_reason: Option<FailureReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_detail: Option<&'a str>,
+    /// While downloading.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ProgressView>,
+    /// Once stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoView<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProgressView {
+    pub bytes_received: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VideoView<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub bytes: u64,
+    pub sha256: &'a str,
+    pub content_type: &'a str,
+    /// A presigned GET, valid until `url_expires_at`.
+    pub url: String,
+    pub url_expires_at: Timestamp,
+}
+
 impl<S: TaskStore> StatusService<S> {
     pub fn new(store: S, s3: aws_sdk_s3::Client, config: StatusConfig) -> Self {
         Self { store, s3, config }
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        let request_id = request
-            .lambda_context_ref()
-            .map(|c| c.request_id.clone())
-            .unwrap_or_default();
-        let span = info_span!("status", request_id = %request_id, task_id = field::Empty);
-        async {
-            match self.status(&request).await {
-                Ok(body) => {
-                    info!(outcome = "found", task_status = %body["status"].as_str().unwrap_or_default(), "status served");
-                    json_response(StatusCode::OK, &body)
-                }
-                Err(e) => {
-                    if e.status().is_server_error() {
-                        error!(outcome = "failed", error_code = e.code(), error = %e, "status not served");
-                    } else {
-                        warn!(outcome = "rejected", error_code = e.code(), reason = %e, "status request refused");
-                    }
-                    e.into_response()
-                }
-            }
-        }
-        .instrument(span)
+        serve(request, |request| async move {
+            MethodNotAllowed::check(request.method(), Method::GET)?;
+            let task_id = task_id_of(&request)?;
+            tracing::Span::current().record("task_id", task_id.as_str());
+            let task = within_deadline(STORE_DEADLINE, self.store.get(&task_id))
+                .await?
+                .ok_or(StatusError::NotFound)?;
+            let presigned = match task.state() {
+                Ok(TaskState::Stored { video }) => Some((video, self.presign(video).await?)),
+                _ => None,
+            };
+            let body = view(&task, presigned, Timestamp::now(), self.config.presign_ttl);
+            info!(
+                outcome = "found",
+                task_status = body.status.as_str(),
+                "status served"
+            );
+            Ok::<_, StatusError>(json_response(StatusCode::OK, &body))
+        })
         .await
     }
 
-    async fn status(&self, request: &Request) -> Result<Value, StatusError> {
-        if request.method() != Method::GET {
-            return Err(StatusError::MethodNotAllowed(request.method().to_string()));
-        }
-        let task_id = task_id_of(request)?;
-        tracing::Span::current().record("task_id", task_id.as_str());
-        let task = tokio::time::timeout(STORE_DEADLINE, self.store.get(&task_id))
-            .await
-            .map_err(|_| StatusError::StoreDeadline)??
-            .ok_or(StatusError::NotFound)?;
-        let presigned = match &task.video {
-            Some(video) if task.status == TaskStatus::Stored => {
-                Some(self.presign(&video.bucket, &video.key).await?)
-            }
-            _ => None,
-        };
-        Ok(view(
-            &task,
-            presigned,
-            Timestamp::now(),
-            self.config.presign_ttl,
-        ))
-    }
-
-    async fn presign(&self, bucket: &str, key: &str) -> Result<String, StatusError> {
+    async fn presign(&self, video: &StoredVideo) -> Result<String, StatusError> {
         let config = PresigningConfig::expires_in(self.config.presign_ttl)
             .map_err(|e| StatusError::Presign(e.to_string()))?;
         let request = self
             .s3
             .get_object()
-            .bucket(bucket)
-            .key(key)
+            .bucket(&video.bucket)
+            .key(&video.key)
             .presigned(config)
             .await
             .map_err(|e| StatusError::Presign(e.to_string()))?;
@@ -157,89 +109,80 @@ impl<S: TaskStore> StatusService<S> {
     }
 }
 
-/// The id from the route's path parameter, or from the path itself (the local emulator
-/// does not match routes).
+/// The id from the route's path parameter (API Gateway), or else from the path itself.
 fn task_id_of(request: &Request) -> Result<TaskId, StatusError> {
     let raw = request
         .path_parameters_ref()
         .and_then(|p| p.first("task_id"))
         .map(str::to_owned)
-        .unwrap_or_else(|| {
-            let path = request.uri().path();
-            let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-            percent_encoding::percent_decode_str(last)
-                .decode_utf8_lossy()
-                .into_owned()
-        });
+        .unwrap_or_else(|| local_emulator_task_id(request.uri().path()));
     TaskId::parse(&raw).map_err(StatusError::InvalidTaskId)
 }
 
-/// The public view of a task.
-fn view(task: &Task, presigned_url: Option<String>, now: Timestamp, ttl: Duration) -> Value {
-    let mut body = json!({
-        "task_id": task.task_id,
-        "status": task.status.as_str(),
-        "upstream_code": task.upstream_code,
-        "upstream_msg": task.upstream_msg,
-        "callback_count": task.callback_count,
-        "attempts": task.attempts,
-        "received_at": task.received_at,
-        "updated_at": task.updated_at,
-        "failure_reason": task.failure_reason.map(|r| r.as_str()),
-    });
-    if let Some(detail) = &task.failure_detail {
-        body["failure_detail"] = json!(detail);
+/// LOCAL EMULATOR ONLY: `cargo lambda watch` matches no routes, so no path parameter
+/// arrives; the id is the last path segment, percent-decoded. API Gateway always sends
+/// the parameter, so this path is never taken in AWS.
+fn local_emulator_task_id(path: &str) -> String {
+    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    percent_encoding::percent_decode_str(last)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The public view of `task`, with its stored video and presigned URL if any.
+fn view<'a>(
+    task: &'a Task,
+    presigned: Option<(&'a StoredVideo, String)>,
+    now: Timestamp,
+    ttl: Duration,
+) -> TaskView<'a> {
+    let state = task.state().ok();
+    TaskView {
+        task_id: &task.task_id,
+        status: task.status,
+        upstream_code: task.upstream_code,
+        upstream_msg: &task.upstream_msg,
+        callback_count: task.callback_count,
+        attempts: task.attempts,
+        received_at: task.received_at,
+        updated_at: task.updated_at,
+        failure_reason: task.failure_reason,
+        failure_detail: task.failure_detail.as_deref(),
+        progress: match state {
+            Some(TaskState::Downloading { bytes_received, .. }) => {
+                Some(ProgressView { bytes_received })
+            }
+            _ => None,
+        },
+        video: presigned.map(|(video, url)| VideoView {
+            bucket: &video.bucket,
+            key: &video.key,
+            bytes: video.bytes,
+            sha256: &video.sha256,
+            content_type: &video.content_type,
+            url,
+            url_expires_at: now.saturating_add(ttl),
+        }),
     }
-    if task.status == TaskStatus::Downloading {
-        body["progress"] = json!({ "bytes_received": task.bytes_received.unwrap_or(0) });
-    }
-    if let (Some(video), Some(url)) = (&task.video, presigned_url) {
-        body["video"] = json!({
-            "bucket": video.bucket,
-            "key": video.key,
-            "bytes": video.bytes,
-            "sha256": video.sha256,
-            "content_type": video.content_type,
-            "url": url,
-            "url_expires_at": now.saturating_add(ttl),
-        });
-    }
-    body
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-    use video_tasks::config::Env;
-    use video_tasks::envelope::{CallbackEnvelope, Outcome, VideoUrl, VideoUrlPolicy};
-    use video_tasks::store::memory::MemoryTaskStore;
-    use video_tasks::task::{
-        DEFAULT_TASK_TTL, FailureReason, Guard, StoredVideo, TaskChange, Update,
-    };
+    use serde_json::{Value, json};
+    use shared::domain::task::{ClaimDecision, DEFAULT_TASK_TTL, Lease, Patch};
+    use shared::lambda::config::Env;
+    use shared::store::Applied;
+    use shared::test_support::fixtures::APIGW_V2_STATUS as FIXTURE;
+    use shared::test_support::{MemoryTaskStore, envelope, static_s3_client};
 
-    const FIXTURE: &str = include_str!("../../../tests/fixtures/apigw-v2-status.json");
     const TASK: &str = "taskId_774b9aa0422f";
-
-    /// A real S3 client with static credentials: presigning is computed locally.
-    fn s3() -> aws_sdk_s3::Client {
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(
-                "AKIDEXAMPLE",
-                "secret",
-                None,
-                None,
-                "test",
-            ))
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
-    }
 
     fn service() -> StatusService<MemoryTaskStore> {
         let config = StatusConfig::from_env(&Env::from_pairs([("TABLE_NAME", "t")])).unwrap();
-        StatusService::new(MemoryTaskStore::default(), s3(), config)
+        // A real S3 client with static credentials: presigning is computed locally.
+        let s3 = static_s3_client(None, "AKIDEXAMPLE", "secret");
+        StatusService::new(MemoryTaskStore::default(), s3, config)
     }
 
     fn request(edit: impl FnOnce(&mut Value)) -> Request {
@@ -253,37 +196,19 @@ mod tests {
     }
 
     async fn seed(store: &MemoryTaskStore, code: u16) -> Task {
-        let outcome = if code == 200 {
-            Outcome::Succeeded {
-                video_url: VideoUrl::parse("https://cdn.example/v.mp4", &VideoUrlPolicy::default())
-                    .unwrap(),
-            }
-        } else {
-            Outcome::Failed { code }
-        };
-        let envelope = CallbackEnvelope {
-            task_id: TaskId::parse(TASK).unwrap(),
-            msg: "m".into(),
-            outcome,
-        };
-        let task = Task::from_callback(&envelope, Timestamp::now(), DEFAULT_TASK_TTL);
+        let url = (code == 200).then_some("https://cdn.example/v.mp4");
+        let task = Task::from_callback(
+            &envelope(TASK, code, url, "m"),
+            Timestamp::now(),
+            DEFAULT_TASK_TTL,
+        );
         store.create(&task).await.unwrap();
         task
     }
 
-    async fn advance(
-        store: &MemoryTaskStore,
-        task: &Task,
-        change: TaskChange,
-        guard: Guard,
-    ) -> Task {
-        let update = Update {
-            change,
-            guard,
-            at: Timestamp::now(),
-        };
-        match store.apply(&task.task_id, &update).await.unwrap() {
-            video_tasks::store::Applied::Done(t) => *t,
+    async fn advance(store: &MemoryTaskStore, task: &Task, patch: Patch) -> Task {
+        match store.apply(&task.task_id, &patch).await.unwrap() {
+            Applied::Done(t) => *t,
             other => panic!("{other:?}"),
         }
     }
@@ -306,21 +231,14 @@ mod tests {
         let s = service();
         let task = seed(&s.store, 200).await;
         let lease = Timestamp::now().saturating_add(Duration::from_secs(600));
-        let claim = TaskChange::Claim {
-            owner: "inv".into(),
-            lease_until: lease,
+        let ClaimDecision::Claim(claim) =
+            task.decide_claim("inv", Timestamp::now(), lease, 5, DEFAULT_TASK_TTL)
+        else {
+            panic!("a received task is claimable")
         };
-        let task = advance(&s.store, &task, claim, Guard::Revision(task.revision)).await;
-        let owner = Guard::LeaseOwner("inv".into());
-        let task = advance(
-            &s.store,
-            &task,
-            TaskChange::Progress {
-                bytes_received: 64 << 20,
-            },
-            owner.clone(),
-        )
-        .await;
+        let task = advance(&s.store, &task, claim).await;
+        let owner = Lease::new("inv", lease);
+        let task = advance(&s.store, &task, owner.progress(64 << 20, Timestamp::now())).await;
         let body = read(&s.handle(request(|_| {})).await);
         assert_eq!(
             (body["status"].as_str(), &body["progress"]["bytes_received"]),
@@ -335,7 +253,12 @@ mod tests {
             sha256: "ab".repeat(32),
             content_type: "video/mp4".into(),
         };
-        advance(&s.store, &task, TaskChange::Store { video }, owner).await;
+        advance(
+            &s.store,
+            &task,
+            owner.store(video, Timestamp::now(), DEFAULT_TASK_TTL),
+        )
+        .await;
         let body = read(&s.handle(request(|_| {})).await);
         assert_eq!(body["status"], "stored");
         let url = body["video"]["url"].as_str().unwrap();

@@ -1,19 +1,19 @@
 //! Status Lambda: `GET /tasks/{task_id}` → the task's state, with a presigned URL once
-//! stored. Wiring only; the handler is in [`handler`].
+//! stored. Wiring only; the handler is in [`handler`], its refusals in [`error`].
 
 mod config;
+mod error;
 mod handler;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_http::{Error, Request, service_fn};
+use shared::lambda::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config};
+use shared::lambda::config::Env;
+use shared::lambda::telemetry;
+use shared::store::dynamodb::DynamoTaskStore;
 use tracing::{error, info};
-use video_tasks::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config};
-use video_tasks::config::Env;
-use video_tasks::store::dynamodb::DynamoTaskStore;
-use video_tasks::task::DEFAULT_TASK_TTL;
-use video_tasks::telemetry;
 
 use crate::config::StatusConfig;
 use crate::handler::StatusService;
@@ -31,12 +31,7 @@ async fn main() -> Result<(), Error> {
         attempt: Duration::from_secs(2),
         max_attempts: 3,
     };
-    // The TTL only matters for writes, which this function never makes.
-    let store = DynamoTaskStore::new(
-        dynamodb_client(&sdk, timeouts),
-        config.table_name.clone(),
-        DEFAULT_TASK_TTL,
-    );
+    let store = DynamoTaskStore::new(dynamodb_client(&sdk, timeouts), config.table_name.clone());
     let s3 = s3_client(&sdk, config.s3_force_path_style);
     let service = Arc::new(StatusService::new(store, s3, config));
 

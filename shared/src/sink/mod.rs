@@ -5,11 +5,13 @@ use std::future::Future;
 
 use bytes::Bytes;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod memory;
 #[cfg(feature = "s3")]
 pub mod s3;
 
 /// Object key of a task's video: deterministic, so a retry overwrites the same object.
-pub fn video_key(task_id: &crate::TaskId) -> String {
+pub fn video_key(task_id: &crate::domain::task_id::TaskId) -> String {
     format!("videos/{task_id}.mp4")
 }
 

@@ -1,8 +1,10 @@
-//! DynamoDB adapter of [`TaskStore`]. Each operation is one request; conditions and
-//! `ReturnValuesOnConditionCheckFailure = ALL_OLD` turn races into domain outcomes.
+//! DynamoDB adapter of [`TaskStore`]. Each operation is one request: a new task is one
+//! conditional `PutItem`; a [`Patch`] is rendered, as it is, into one conditional
+//! `UpdateItem` (names and values aliased); `ReturnValuesOnConditionCheckFailure =
+//! ALL_OLD` turns races into domain outcomes. No transition is written down here: the
+//! domain decided what each patch changes.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
@@ -11,54 +13,52 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::{Applied, Created, StoreError, TaskStore};
-use crate::clock::Timestamp;
-use crate::task::{Guard, Task, TaskChange, TaskStatus, Update, expiry};
-use crate::task_id::TaskId;
+use crate::domain::task::{Condition, Item, Patch, Task, TaskStatus, attr};
+use crate::domain::task_id::TaskId;
 
-type Item = HashMap<String, AttributeValue>;
-
-/// Attribute present only on open tasks: the partition key of the sparse `open-tasks`
-/// index (template.yaml), which the reconciler reads.
-pub const OPEN_STATUS_ATTRIBUTE: &str = "open_status";
+/// An item as the SDK holds it.
+pub type DynamoItem = HashMap<String, AttributeValue>;
 
 /// Task records in one DynamoDB table keyed by `task_id`.
 #[derive(Debug, Clone)]
 pub struct DynamoTaskStore {
     client: Client,
     table: String,
-    ttl: Duration,
 }
 
 impl DynamoTaskStore {
-    /// `ttl` is how long a record lives after its last state change.
-    pub fn new(client: Client, table: impl Into<String>, ttl: Duration) -> Self {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
             table: table.into(),
-            ttl,
         }
     }
 
-    fn key(task_id: &TaskId) -> Item {
-        HashMap::from([("task_id".to_owned(), AttributeValue::S(task_id.to_string()))])
+    fn key(task_id: &TaskId) -> DynamoItem {
+        HashMap::from([(
+            attr::TASK_ID.to_owned(),
+            AttributeValue::S(task_id.to_string()),
+        )])
     }
+}
+
+/// The domain's item as DynamoDB attribute values (one to one).
+pub fn to_dynamo_item(item: &Item) -> Result<DynamoItem, StoreError> {
+    serde_dynamo::to_item(item).map_err(|e| StoreError::Malformed(e.to_string()))
 }
 
 /// The item for a new task: its fields plus the derived index key.
-pub fn task_to_item(task: &Task) -> Result<Item, StoreError> {
-    let mut item: Item =
-        serde_dynamo::to_item(task).map_err(|e| StoreError::Malformed(e.to_string()))?;
-    if task.status.is_open() {
-        item.insert(
-            OPEN_STATUS_ATTRIBUTE.into(),
-            AttributeValue::S(task.status.as_str().into()),
-        );
-    }
-    Ok(item)
+pub fn task_to_item(task: &Task) -> Result<DynamoItem, StoreError> {
+    to_dynamo_item(&task.to_item()?)
 }
 
-pub fn task_from_item(item: Item) -> Result<Task, StoreError> {
+pub fn task_from_item(item: DynamoItem) -> Result<Task, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Malformed(e.to_string()))
+}
+
+/// A task from a stream record's image (the same decoding as a read).
+pub fn task_from_image(image: serde_dynamo::Item) -> Result<Task, StoreError> {
+    serde_dynamo::from_item(image).map_err(|e| StoreError::Malformed(e.to_string()))
 }
 
 fn unavailable<E>(e: E) -> StoreError
@@ -68,157 +68,77 @@ where
     StoreError::Unavailable(Box::new(e))
 }
 
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
+/// A patch as DynamoDB expressions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub update: String,
+    pub condition: String,
+    pub names: HashMap<String, String>,
+    pub values: DynamoItem,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-/// An update expression under construction.
-#[derive(Default)]
-struct Expr {
-    set: Vec<String>,
-    add: Vec<String>,
-    remove: Vec<&'static str>,
-    values: Item,
-    names: HashMap<String, String>,
-}
-
-impl Expr {
-    fn set(&mut self, attr: &str, value: AttributeValue) -> &mut Self {
-        let placeholder = format!(":{attr}");
-        let alias = self.name(attr);
-        self.set.push(format!("{alias} = {placeholder}"));
-        self.values.insert(placeholder, value);
-        self
-    }
-
-    fn add(&mut self, attr: &str, by: i64) -> &mut Self {
-        let placeholder = format!(":add_{attr}");
-        let alias = self.name(attr);
-        self.add.push(format!("{alias} {placeholder}"));
-        self.values.insert(placeholder, n(by));
-        self
-    }
-
-    fn remove(&mut self, attrs: &[&'static str]) -> &mut Self {
-        self.remove.extend_from_slice(attrs);
-        self
-    }
-
-    /// `status` is a DynamoDB reserved word; alias every attribute the same way.
-    fn name(&mut self, attr: &str) -> String {
+/// Renders `patch`: `SET #a = :a`, `ADD #n :add_n`, `REMOVE #r`, and its condition.
+/// Every attribute is aliased (`status` is a reserved word).
+pub fn render(patch: &Patch) -> Result<Rendered, StoreError> {
+    let mut names = HashMap::new();
+    let mut values = HashMap::new();
+    let mut alias = |attr: &str| {
         let alias = format!("#{attr}");
-        self.names.insert(alias.clone(), attr.to_owned());
+        names.insert(alias.clone(), attr.to_owned());
         alias
+    };
+    let mut set = Vec::with_capacity(patch.set.len());
+    for (attr, value) in &patch.set {
+        let placeholder = format!(":{attr}");
+        set.push(format!("{} = {placeholder}", alias(attr)));
+        let value = serde_dynamo::to_attribute_value(value)
+            .map_err(|e| StoreError::Malformed(e.to_string()))?;
+        values.insert(placeholder, value);
     }
+    let mut add = Vec::with_capacity(patch.add.len());
+    for (attr, by) in &patch.add {
+        let placeholder = format!(":add_{attr}");
+        add.push(format!("{} {placeholder}", alias(attr)));
+        values.insert(placeholder, AttributeValue::N(by.to_string()));
+    }
+    let remove: Vec<String> = patch.remove.iter().map(|a| alias(a)).collect();
 
-    fn status(&mut self, status: TaskStatus) -> &mut Self {
-        self.set("status", s(status.as_str()));
-        if status.is_open() {
-            self.set(OPEN_STATUS_ATTRIBUTE, s(status.as_str()))
-        } else {
-            self.remove(&[OPEN_STATUS_ATTRIBUTE])
+    let condition = match &patch.condition {
+        Condition::Exists => format!("attribute_exists({})", alias(attr::TASK_ID)),
+        Condition::Revision(r) => {
+            values.insert(":guard_revision".into(), AttributeValue::N(r.to_string()));
+            format!("{} = :guard_revision", alias(attr::REVISION))
         }
-    }
+        Condition::LeaseHeldBy(owner) => {
+            values.insert(":guard_owner".into(), AttributeValue::S(owner.clone()));
+            values.insert(
+                ":guard_downloading".into(),
+                AttributeValue::S(TaskStatus::Downloading.as_str().into()),
+            );
+            format!(
+                "{} = :guard_downloading AND {} = :guard_owner",
+                alias(attr::STATUS),
+                alias(attr::LEASE_OWNER)
+            )
+        }
+    };
 
-    fn expression(&mut self) -> String {
-        let removed: Vec<String> = self.remove.clone().iter().map(|a| self.name(a)).collect();
-        let mut clauses = Vec::new();
-        if !self.set.is_empty() {
-            clauses.push(format!("SET {}", self.set.join(", ")));
-        }
-        if !self.add.is_empty() {
-            clauses.push(format!("ADD {}", self.add.join(", ")));
-        }
-        if !removed.is_empty() {
-            clauses.push(format!("REMOVE {}", removed.join(", ")));
-        }
-        clauses.join(" ")
+    let mut clauses = Vec::new();
+    if !set.is_empty() {
+        clauses.push(format!("SET {}", set.join(", ")));
     }
-
-    /// Writes `guard` as a condition expression.
-    fn condition(&mut self, guard: &Guard) -> String {
-        match guard {
-            Guard::Revision(r) => {
-                self.values.insert(":guard_revision".into(), n(r));
-                format!("{} = :guard_revision", self.name("revision"))
-            }
-            Guard::LeaseOwner(owner) => {
-                self.values.insert(":guard_owner".into(), s(owner.clone()));
-                self.values.insert(
-                    ":guard_downloading".into(),
-                    s(TaskStatus::Downloading.as_str()),
-                );
-                format!(
-                    "{} = :guard_downloading AND {} = :guard_owner",
-                    self.name("status"),
-                    self.name("lease_owner")
-                )
-            }
-        }
+    if !add.is_empty() {
+        clauses.push(format!("ADD {}", add.join(", ")));
     }
-}
-
-const LEASE_FIELDS: [&str; 3] = ["lease_owner", "lease_until", "bytes_received"];
-
-/// The update expression implementing [`Task::apply`] for `update`.
-fn update_expression(update: &Update, ttl: Duration) -> Result<Expr, StoreError> {
-    let mut e = Expr::default();
-    let at = update.at;
-    e.set("updated_at", s(at.to_rfc3339()));
-    if update.change.changes_status() {
-        e.add("revision", 1);
+    if !remove.is_empty() {
+        clauses.push(format!("REMOVE {}", remove.join(", ")));
     }
-    match &update.change {
-        TaskChange::Revive {
-            video_url,
-            upstream_code,
-            upstream_msg,
-        } => {
-            e.status(TaskStatus::Received)
-                .set("video_url", s(video_url.as_str()))
-                .set("upstream_code", n(upstream_code))
-                .set("upstream_msg", s(upstream_msg.clone()))
-                .set("attempts", n(0))
-                .set("last_callback_at", s(at.to_rfc3339()))
-                .set("expires_at", n(expiry(at, ttl)))
-                .add("callback_count", 1)
-                .remove(&["failure_reason", "failure_detail"])
-                .remove(&LEASE_FIELDS);
-        }
-        TaskChange::Claim { owner, lease_until } => {
-            e.status(TaskStatus::Downloading)
-                .set("lease_owner", s(owner.clone()))
-                .set("lease_until", n(lease_until.as_millis()))
-                .set("bytes_received", n(0))
-                .add("attempts", 1);
-        }
-        TaskChange::Progress { bytes_received } => {
-            e.set("bytes_received", n(bytes_received));
-        }
-        TaskChange::Store { video } => {
-            let video = serde_dynamo::to_attribute_value(video)
-                .map_err(|err| StoreError::Malformed(err.to_string()))?;
-            e.status(TaskStatus::Stored)
-                .set("video", video)
-                .set("expires_at", n(expiry(at, ttl)))
-                .remove(&LEASE_FIELDS);
-        }
-        TaskChange::Fail { reason, detail } => {
-            e.status(TaskStatus::Failed)
-                .set("failure_reason", s(reason.as_str()))
-                .set("failure_detail", s(detail.clone()))
-                .set("expires_at", n(expiry(at, ttl)))
-                .remove(&LEASE_FIELDS);
-        }
-        TaskChange::Release => {
-            e.set("lease_until", n(at.as_millis()));
-        }
-    }
-    Ok(e)
+    Ok(Rendered {
+        update: clauses.join(" "),
+        condition,
+        names,
+        values,
+    })
 }
 
 impl TaskStore for DynamoTaskStore {
@@ -249,56 +169,17 @@ impl TaskStore for DynamoTaskStore {
         }
     }
 
-    async fn count_callback(&self, task_id: &TaskId, at: Timestamp) -> Result<u32, StoreError> {
-        let mut e = Expr::default();
-        e.set("last_callback_at", s(at.to_rfc3339()))
-            .set("updated_at", s(at.to_rfc3339()))
-            .add("callback_count", 1);
-        let expression = e.expression();
+    async fn apply(&self, task_id: &TaskId, patch: &Patch) -> Result<Applied, StoreError> {
+        let rendered = render(patch)?;
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(task_id)))
-            .update_expression(expression)
-            .condition_expression("attribute_exists(task_id)")
-            .set_expression_attribute_names(Some(e.names))
-            .set_expression_attribute_values(Some(e.values))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await;
-        match result {
-            Ok(out) => match out.attributes().and_then(|a| a.get("callback_count")) {
-                Some(AttributeValue::N(count)) => count
-                    .parse()
-                    .map_err(|_| StoreError::Malformed(format!("callback_count {count:?}"))),
-                _ => Err(StoreError::Malformed(
-                    "callback_count missing after update".into(),
-                )),
-            },
-            Err(SdkError::ServiceError(e)) => match e.into_err() {
-                UpdateItemError::ConditionalCheckFailedException(_) => {
-                    Err(StoreError::Vanished(task_id.clone()))
-                }
-                other => Err(unavailable(other)),
-            },
-            Err(other) => Err(unavailable(other)),
-        }
-    }
-
-    async fn apply(&self, task_id: &TaskId, update: &Update) -> Result<Applied, StoreError> {
-        let mut e = update_expression(update, self.ttl)?;
-        let expression = e.expression();
-        let condition = e.condition(&update.guard);
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(task_id)))
-            .update_expression(expression)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(e.names))
-            .set_expression_attribute_values(Some(e.values))
+            .update_expression(rendered.update)
+            .condition_expression(rendered.condition)
+            .set_expression_attribute_names(Some(rendered.names))
+            .set_expression_attribute_values(Some(rendered.values))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -339,8 +220,20 @@ impl TaskStore for DynamoTaskStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::{CallbackEnvelope, Outcome, VideoUrl, VideoUrlPolicy};
-    use crate::task::{DEFAULT_TASK_TTL, FailureReason};
+    use crate::domain::clock::Timestamp;
+    use crate::domain::envelope::{CallbackEnvelope, Outcome, VideoUrl};
+    use crate::domain::ssrf::UrlPolicy;
+    use crate::domain::task::{DEFAULT_TASK_TTL, FailureReason, Lease};
+
+    const OPEN_STATUS_ATTRIBUTE: &str = attr::OPEN_STATUS;
+
+    fn n(v: impl ToString) -> AttributeValue {
+        AttributeValue::N(v.to_string())
+    }
+
+    fn s(v: impl Into<String>) -> AttributeValue {
+        AttributeValue::S(v.into())
+    }
 
     fn task() -> Task {
         let envelope = CallbackEnvelope {
@@ -349,7 +242,7 @@ mod tests {
             outcome: Outcome::Succeeded {
                 video_url: VideoUrl::parse(
                     "https://cdn.example/v.mp4?sig=1",
-                    &VideoUrlPolicy::default(),
+                    &UrlPolicy::default(),
                 )
                 .unwrap(),
             },
@@ -384,17 +277,15 @@ mod tests {
 
     #[test]
     fn expressions_alias_every_name_and_guard_conditions() {
-        let update = Update {
-            change: TaskChange::Fail {
-                reason: FailureReason::NotMp4,
-                detail: "html".into(),
-            },
-            guard: Guard::LeaseOwner("inv-1".into()),
-            at: Timestamp::from_secs(1_795_000_100),
-        };
-        let mut e = update_expression(&update, DEFAULT_TASK_TTL).unwrap();
-        let expr = e.expression();
-        let cond = e.condition(&update.guard);
+        let update = Lease::new("inv-1", Timestamp::from_secs(1_795_000_900)).fail(
+            FailureReason::NotMp4,
+            "html",
+            Timestamp::from_secs(1_795_000_100),
+            DEFAULT_TASK_TTL,
+        );
+        let e = render(&update).unwrap();
+        let expr = e.update.clone();
+        let cond = e.condition.clone();
         assert!(expr.starts_with("SET #updated_at = :updated_at"), "{expr}");
         assert!(
             expr.contains("#status = :status") && expr.contains("ADD #revision :add_revision"),
@@ -418,5 +309,19 @@ mod tests {
                 assert!(e.names.contains_key(token), "{token}");
             }
         }
+    }
+
+    #[test]
+    fn every_condition_is_rendered_with_its_values() {
+        let at = Timestamp::from_secs(1_795_000_000);
+        let exists = render(&Patch::count_callback(at)).unwrap();
+        assert_eq!(exists.condition, "attribute_exists(#task_id)");
+        assert_eq!(exists.names["#task_id"], "task_id");
+        assert_eq!(
+            exists.update,
+            "SET #last_callback_at = :last_callback_at, #updated_at = :updated_at \
+             ADD #callback_count :add_callback_count"
+        );
+        assert_eq!(exists.values[":add_callback_count"], n(1));
     }
 }

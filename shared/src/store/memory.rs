@@ -1,37 +1,35 @@
-//! An in-memory [`TaskStore`] with the same conditional semantics as DynamoDB (it applies
-//! [`Task::apply`], the reference semantics). For handler unit tests; integration tests
-//! run against the real DynamoDB protocol.
+//! An in-memory [`TaskStore`]: items kept as the domain's attribute maps, patches applied
+//! with [`Patch::apply_to`], the same conditional semantics as DynamoDB (a property test
+//! compares the two). For unit tests; integration tests run against the DynamoDB protocol.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use super::{Applied, Created, StoreError, TaskStore};
-use crate::clock::Timestamp;
-use crate::task::{DEFAULT_TASK_TTL, Task, Update};
-use crate::task_id::TaskId;
+use crate::domain::task::{Item, Patch, Task};
+use crate::domain::task_id::TaskId;
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct MemoryTaskStore {
-    tasks: Mutex<HashMap<TaskId, Task>>,
-    ttl: Duration,
+    items: Mutex<HashMap<TaskId, Item>>,
     /// When set, every call fails as if the service were down.
     unavailable: Mutex<bool>,
 }
 
-impl Default for MemoryTaskStore {
-    fn default() -> Self {
-        Self {
-            tasks: Mutex::default(),
-            ttl: DEFAULT_TASK_TTL,
-            unavailable: Mutex::new(false),
-        }
-    }
-}
-
 impl MemoryTaskStore {
+    /// The task as stored, if any.
     pub fn snapshot(&self, task_id: &TaskId) -> Option<Task> {
+        self.item(task_id).and_then(|i| Task::from_item(i).ok())
+    }
+
+    /// The raw item as stored, if any.
+    pub fn item(&self, task_id: &TaskId) -> Option<Item> {
         self.lock().get(task_id).cloned()
+    }
+
+    /// Stores `item` as it is, bypassing every condition (to seed odd records).
+    pub fn put_item(&self, task_id: &TaskId, item: Item) {
+        self.lock().insert(task_id.clone(), item);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -42,8 +40,8 @@ impl MemoryTaskStore {
         *self.unavailable.lock().unwrap_or_else(|p| p.into_inner()) = down;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Task>> {
-        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Item>> {
+        self.items.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn check_up(&self) -> Result<(), StoreError> {
@@ -58,43 +56,37 @@ impl MemoryTaskStore {
 impl TaskStore for MemoryTaskStore {
     async fn create(&self, task: &Task) -> Result<Created, StoreError> {
         self.check_up()?;
-        let mut tasks = self.lock();
-        if let Some(existing) = tasks.get(&task.task_id) {
-            return Ok(Created::Exists(Box::new(existing.clone())));
+        let item = task.to_item()?;
+        let mut items = self.lock();
+        if let Some(existing) = items.get(&task.task_id) {
+            return Ok(Created::Exists(Box::new(Task::from_item(
+                existing.clone(),
+            )?)));
         }
-        tasks.insert(task.task_id.clone(), task.clone());
+        items.insert(task.task_id.clone(), item);
         Ok(Created::New)
     }
 
-    async fn count_callback(&self, task_id: &TaskId, at: Timestamp) -> Result<u32, StoreError> {
+    async fn apply(&self, task_id: &TaskId, patch: &Patch) -> Result<Applied, StoreError> {
         self.check_up()?;
-        let mut tasks = self.lock();
-        let task = tasks
-            .get_mut(task_id)
-            .ok_or_else(|| StoreError::Vanished(task_id.clone()))?;
-        task.callback_count += 1;
-        task.last_callback_at = at;
-        task.updated_at = at;
-        Ok(task.callback_count)
-    }
-
-    async fn apply(&self, task_id: &TaskId, update: &Update) -> Result<Applied, StoreError> {
-        self.check_up()?;
-        let mut tasks = self.lock();
-        let Some(current) = tasks.get(task_id) else {
-            return Ok(Applied::Conflict(None));
-        };
-        match current.apply(update, self.ttl) {
+        let mut items = self.lock();
+        let current = items.get(task_id);
+        match patch.apply_to(current) {
             Some(next) => {
-                tasks.insert(task_id.clone(), next.clone());
-                Ok(Applied::Done(Box::new(next)))
+                let task = Task::from_item(next.clone())?;
+                items.insert(task_id.clone(), next);
+                Ok(Applied::Done(Box::new(task)))
             }
-            None => Ok(Applied::Conflict(Some(Box::new(current.clone())))),
+            None => Ok(Applied::Conflict(
+                current
+                    .map(|i| Task::from_item(i.clone()).map(Box::new))
+                    .transpose()?,
+            )),
         }
     }
 
     async fn get(&self, task_id: &TaskId) -> Result<Option<Task>, StoreError> {
         self.check_up()?;
-        Ok(self.lock().get(task_id).cloned())
+        Ok(self.item(task_id).map(Task::from_item).transpose()?)
     }
 }

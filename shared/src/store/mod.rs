@@ -1,16 +1,16 @@
-//! The task store port: four narrow operations on one record per `task_id`. Every write
+//! The task store port: three narrow operations on one record per `task_id`. Every write
 //! is conditional, and a failed condition is a domain outcome ([`Created::Exists`],
-//! [`Applied::Conflict`]), never an error.
+//! [`Applied::Conflict`]), never an error. What a write changes is decided by the domain
+//! (a [`Patch`]); a store only applies it.
 
 use std::future::Future;
 
-use crate::clock::Timestamp;
-use crate::task::{Task, Update};
-use crate::task_id::TaskId;
+use crate::domain::task::{MalformedItem, Patch, Task};
+use crate::domain::task_id::TaskId;
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
-#[cfg(any(test, feature = "memory-store"))]
+#[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 
 /// Result of recording a new task.
@@ -27,7 +27,7 @@ pub enum Created {
 pub enum Applied {
     /// Written; the record as it is now.
     Done(Box<Task>),
-    /// The guard did not hold. The record as it is (None if it no longer exists).
+    /// The condition did not hold. The record as it is (None if it does not exist).
     Conflict(Option<Box<Task>>),
 }
 
@@ -48,24 +48,22 @@ pub enum StoreError {
     Contended(TaskId),
 }
 
+impl From<MalformedItem> for StoreError {
+    fn from(e: MalformedItem) -> Self {
+        Self::Malformed(e.to_string())
+    }
+}
+
 /// Persistence of task records.
 pub trait TaskStore: Send + Sync {
     /// Writes `task` if no task with its id exists (one conditional put).
     fn create(&self, task: &Task) -> impl Future<Output = Result<Created, StoreError>> + Send;
 
-    /// Counts a duplicate callback: `callback_count + 1`, `last_callback_at = at`.
-    /// Returns the new count.
-    fn count_callback(
-        &self,
-        task_id: &TaskId,
-        at: Timestamp,
-    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
-
-    /// Applies `update` if its guard holds.
+    /// Applies `patch` if its condition holds (one conditional update).
     fn apply(
         &self,
         task_id: &TaskId,
-        update: &Update,
+        patch: &Patch,
     ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
 
     /// Reads a task (strongly consistent).

@@ -12,7 +12,7 @@ use std::time::Duration;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::redirect;
 
-use crate::ssrf::{Blocked, UrlPolicy};
+use crate::domain::ssrf::{Blocked, UrlPolicy};
 
 /// Redirects followed at most.
 pub const MAX_REDIRECTS: usize = 5;
@@ -145,7 +145,7 @@ mod tests {
         .unwrap_err();
         match guard_cause(&err) {
             Some(GuardRefusal::Blocked(Blocked::Address { class, .. })) => {
-                assert_eq!(class, crate::ssrf::AddressClass::Loopback)
+                assert_eq!(class, crate::domain::ssrf::AddressClass::Loopback)
             }
             other => panic!("expected a loopback block, got {other:?} from {err:?}"),
         }

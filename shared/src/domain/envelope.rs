@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
-use crate::task_id::{TaskId, TaskIdError};
+use crate::domain::ssrf::UrlPolicy;
+use crate::domain::task_id::{TaskId, TaskIdError};
 
 /// Longest accepted video URL (signed CDN URLs are long, but not this long).
 pub const MAX_VIDEO_URL_LEN: usize = 2048;
@@ -56,8 +57,8 @@ impl CallbackEnvelope {
     }
 
     /// Parses a raw body. `policy` decides whether plain-http video URLs are acceptable
-    /// (only for local use).
-    pub fn parse(body: &[u8], policy: &VideoUrlPolicy) -> Result<Self, EnvelopeError> {
+    /// (only for local use); where a URL may lead is ingest's SSRF guard's business.
+    pub fn parse(body: &[u8], policy: &UrlPolicy) -> Result<Self, EnvelopeError> {
         let root: Value =
             serde_json::from_slice(body).map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
         let Value::Object(root) = root else {
@@ -136,14 +137,6 @@ pub fn probe_task_id(body: &[u8]) -> Option<String> {
         .map(|p| p.data.task_id)
 }
 
-/// Which video URLs the receiver accepts. The SSRF guard in ingest decides separately
-/// (and again on every redirect) where a URL may actually lead.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct VideoUrlPolicy {
-    /// Accept `http://` as well as `https://`. Local stacks only.
-    pub allow_http: bool,
-}
-
 /// An absolute http(s) URL without credentials, at most [`MAX_VIDEO_URL_LEN`] long.
 /// `Debug` and `Display` omit the query string (see [`VideoUrl::redacted`]).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,7 +144,8 @@ pub struct VideoUrlPolicy {
 pub struct VideoUrl(Url);
 
 impl VideoUrl {
-    pub fn parse(raw: &str, policy: &VideoUrlPolicy) -> Result<Self, VideoUrlError> {
+    /// Checks the URL's shape under `policy`: scheme (`allow_http`), host, no credentials.
+    pub fn parse(raw: &str, policy: &UrlPolicy) -> Result<Self, VideoUrlError> {
         if raw.len() > MAX_VIDEO_URL_LEN {
             return Err(VideoUrlError::TooLong);
         }
@@ -197,7 +191,13 @@ impl TryFrom<String> for VideoUrl {
     /// Re-reading a stored URL: it was validated on the way in, possibly under a policy
     /// that allowed http (local stacks), so only the shape is checked here.
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value, &VideoUrlPolicy { allow_http: true })
+        Self::parse(
+            &value,
+            &UrlPolicy {
+                allow_http: true,
+                ..UrlPolicy::default()
+            },
+        )
     }
 }
 
@@ -282,7 +282,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const STRICT: VideoUrlPolicy = VideoUrlPolicy { allow_http: false };
+    const STRICT: UrlPolicy = UrlPolicy {
+        allow_http: false,
+        allow_loopback: false,
+        allowed_hosts: Vec::new(),
+    };
 
     fn parse(v: Value) -> Result<CallbackEnvelope, EnvelopeError> {
         CallbackEnvelope::parse(v.to_string().as_bytes(), &STRICT)
@@ -413,7 +417,10 @@ mod tests {
             "invalid_video_url"
         );
 
-        let local = VideoUrlPolicy { allow_http: true };
+        let local = UrlPolicy {
+            allow_http: true,
+            ..UrlPolicy::default()
+        };
         let body = json!({"code": 200, "data": {"task_id": "t", "video_url": "http://127.0.0.1:8090/v.mp4"}});
         assert!(CallbackEnvelope::parse(body.to_string().as_bytes(), &local).is_ok());
     }

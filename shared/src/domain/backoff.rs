@@ -1,4 +1,5 @@
 //! Exponential backoff with jitter for transient errors, bounded in attempts and delay.
+//! Pure: the caller draws the jitter.
 
 use std::time::Duration;
 
@@ -20,11 +21,6 @@ impl Backoff {
             .saturating_mul(1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX));
         let capped = exp.min(self.max);
         capped / 2 + capped.mul_f64(jitter.clamp(0.0, 1.0) / 2.0)
-    }
-
-    /// [`Backoff::delay`] with a random jitter.
-    pub fn delay_jittered(&self, retry: u32) -> Duration {
-        self.delay(retry, fastrand::f64())
     }
 }
 
@@ -50,7 +46,7 @@ mod tests {
     #[test]
     fn jitter_stays_within_half_and_full_delay() {
         for _ in 0..1000 {
-            let d = B.delay_jittered(2);
+            let d = B.delay(2, fastrand::f64());
             assert!(
                 d >= Duration::from_millis(400) && d <= Duration::from_millis(800),
                 "{d:?}"

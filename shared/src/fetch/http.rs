@@ -1,7 +1,7 @@
-//! The video source: one streaming GET through the SSRF-guarded client that survives
-//! broken connections by resuming with `Range: bytes=<offset>-`, keeping every byte
-//! already received. What the server answers is classified here: permanent (the task
-//! fails) or transient (retried with backoff, then left to the next attempt).
+//! The HTTP adapter of the source port: one streaming GET through the SSRF-guarded
+//! client that survives broken connections by resuming with `Range: bytes=<offset>-`,
+//! keeping every byte already received; `If-Range` and `Content-Range` make sure the
+//! bytes continue the same object.
 
 use bytes::Bytes;
 use reqwest::StatusCode;
@@ -11,94 +11,16 @@ use reqwest::header::{
 };
 use tracing::{info, warn};
 use url::Url;
-use video_tasks::fetch::{GuardRefusal, guard_cause};
-use video_tasks::ssrf::{Blocked, UrlPolicy};
-use video_tasks::task::FailureReason;
 
-use crate::backoff::Backoff;
-use crate::sniff::is_refused_content_type;
+use super::{Origin, ResumeMismatch, SourceError, VideoSource};
+use crate::domain::backoff::Backoff;
+use crate::domain::ssrf::UrlPolicy;
 
 /// Limits of one source.
 #[derive(Debug, Clone, Copy)]
 pub struct SourceSettings {
     pub max_bytes: u64,
     pub backoff: Backoff,
-}
-
-/// Why the source cannot deliver (more) bytes.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("blocked by the SSRF guard: {0}")]
-    Blocked(Blocked),
-    #[error("too many redirects")]
-    TooManyRedirects,
-    #[error("source answered HTTP {0}")]
-    Status(StatusCode),
-    #[error("source sent content type {0:?}, which is never a video")]
-    NotVideo(String),
-    #[error("source has {size} bytes, over the {limit}-byte limit")]
-    TooLarge { size: u64, limit: u64 },
-    #[error("transport error: {0}")]
-    Transport(#[source] reqwest::Error),
-    #[error("connection ended after {received} of {expected} bytes")]
-    Truncated { received: u64, expected: u64 },
-    /// The server will not continue where we stopped; the transfer must restart from 0.
-    #[error("cannot resume at byte {offset}: {mismatch}")]
-    CannotResume {
-        offset: u64,
-        mismatch: ResumeMismatch,
-    },
-    #[error("gave up after {retries} retries; last error: {last}")]
-    RetriesExhausted {
-        retries: u32,
-        last: Box<SourceError>,
-    },
-}
-
-impl SourceError {
-    /// `Some(reason)` when retrying cannot help and the task must fail.
-    pub fn failure_reason(&self) -> Option<FailureReason> {
-        match self {
-            Self::Blocked(_) => Some(FailureReason::BlockedUrl),
-            Self::TooManyRedirects => Some(FailureReason::TooManyRedirects),
-            Self::Status(status) => permanent_status(*status),
-            Self::NotVideo(_) => Some(FailureReason::NotMp4),
-            Self::TooLarge { .. } => Some(FailureReason::TooLarge),
-            Self::Transport(_)
-            | Self::Truncated { .. }
-            | Self::CannotResume { .. }
-            | Self::RetriesExhausted { .. } => None,
-        }
-    }
-
-    fn is_transient(&self) -> bool {
-        self.failure_reason().is_none()
-            && !matches!(
-                self,
-                Self::CannotResume { .. } | Self::RetriesExhausted { .. }
-            )
-    }
-
-    fn from_reqwest(err: reqwest::Error) -> Self {
-        match guard_cause(&err) {
-            Some(GuardRefusal::Blocked(blocked)) => Self::Blocked(blocked),
-            Some(GuardRefusal::TooManyRedirects) => Self::TooManyRedirects,
-            // Signed URLs carry credentials in their query: never into a log or a record.
-            None => Self::Transport(err.without_url()),
-        }
-    }
-}
-
-/// How a status that is not a success is treated. `None` means transient.
-pub fn permanent_status(status: StatusCode) -> Option<FailureReason> {
-    match status.as_u16() {
-        404 => Some(FailureReason::SourceNotFound),
-        // Signed URLs that expired answer 403 (S3, CloudFront) or 410; 401 is the same story.
-        401 | 403 | 410 => Some(FailureReason::SourceExpired),
-        // Timeouts, throttling and server errors may pass.
-        408 | 425 | 429 | 500..=599 => None,
-        _ => Some(FailureReason::SourceRejected),
-    }
 }
 
 /// A parsed `Content-Range: bytes <start>-<end>/<total|*>`.
@@ -121,19 +43,6 @@ pub fn parse_content_range(raw: &str) -> Option<ContentRange> {
     };
     let consistent = start <= end && total.is_none_or(|t| end < t);
     consistent.then_some(ContentRange { start, end, total })
-}
-
-/// Why a ranged response cannot continue a download.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ResumeMismatch {
-    #[error("the server answered {0} instead of 206")]
-    NotPartial(u16),
-    #[error("the 206 carried no valid Content-Range")]
-    NoContentRange,
-    #[error("the range starts at {got}, not {expected}")]
-    WrongStart { expected: u64, got: u64 },
-    #[error("the total size changed from {expected} to {got:?}")]
-    TotalChanged { expected: u64, got: Option<u64> },
 }
 
 /// Decides whether a response to `Range: bytes=<offset>-` continues the same object.
@@ -177,9 +86,36 @@ fn validator(headers: &HeaderMap) -> Option<HeaderValue> {
         .cloned()
 }
 
+/// Opens [`HttpSource`]s through the guarded client.
+#[derive(Debug, Clone)]
+pub struct HttpOrigin {
+    client: reqwest::Client,
+    policy: UrlPolicy,
+    settings: SourceSettings,
+}
+
+impl HttpOrigin {
+    /// `client` must be the guarded one ([`super::client::guarded_client`]) built for `policy`.
+    pub fn new(client: reqwest::Client, policy: UrlPolicy, settings: SourceSettings) -> Self {
+        Self {
+            client,
+            policy,
+            settings,
+        }
+    }
+}
+
+impl Origin for HttpOrigin {
+    type Source = HttpSource;
+
+    async fn open(&self, url: &Url) -> Result<HttpSource, SourceError> {
+        HttpSource::open(&self.client, url, &self.policy, self.settings).await
+    }
+}
+
 /// An open download.
 #[derive(Debug)]
-pub struct VideoSource {
+pub struct HttpSource {
     client: reqwest::Client,
     /// Where the first request ended up after redirects; resumes go straight there.
     url: Url,
@@ -192,7 +128,7 @@ pub struct VideoSource {
     settings: SourceSettings,
 }
 
-impl VideoSource {
+impl HttpSource {
     /// Sends the first GET (retrying transient failures) and checks the answer.
     pub async fn open(
         client: &reqwest::Client,
@@ -218,7 +154,7 @@ impl VideoSource {
                 Ok(response) => break response,
                 Err(e) if e.is_transient() && retries_used < settings.backoff.retries => {
                     warn!(error = %e, retry = retries_used + 1, "source request failed; retrying");
-                    tokio::time::sleep(settings.backoff.delay_jittered(retries_used)).await;
+                    tokio::time::sleep(settings.backoff.delay(retries_used, fastrand::f64())).await;
                     retries_used += 1;
                 }
                 Err(e) if e.is_transient() => {
@@ -263,7 +199,7 @@ impl VideoSource {
     }
 
     /// The next bytes, `None` at the end. Broken connections are resumed transparently.
-    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, SourceError> {
+    async fn read_chunk(&mut self) -> Result<Option<Bytes>, SourceError> {
         loop {
             let cause = match self.response.chunk().await {
                 Ok(Some(chunk)) => {
@@ -299,7 +235,12 @@ impl VideoSource {
                 });
             }
             warn!(offset = self.offset, error = %cause, retry = self.retries_used + 1, "download interrupted; resuming");
-            tokio::time::sleep(self.settings.backoff.delay_jittered(self.retries_used)).await;
+            tokio::time::sleep(
+                self.settings
+                    .backoff
+                    .delay(self.retries_used, fastrand::f64()),
+            )
+            .await;
             self.retries_used += 1;
             self.ranged_requests += 1;
 
@@ -343,16 +284,39 @@ impl VideoSource {
             return Ok(());
         }
     }
+}
 
-    /// Bytes delivered so far.
-    pub fn offset(&self) -> u64 {
+impl VideoSource for HttpSource {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, SourceError> {
+        self.read_chunk().await
+    }
+
+    fn offset(&self) -> u64 {
         self.offset
     }
 
-    /// Ranged requests sent to resume.
-    pub fn ranged_requests(&self) -> u32 {
+    fn ranged_requests(&self) -> u32 {
         self.ranged_requests
     }
+}
+
+/// Content types that are never a video: refused before reading the body.
+pub fn is_refused_content_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "text/html"
+            | "application/xhtml+xml"
+            | "text/plain"
+            | "application/json"
+            | "application/xml"
+            | "text/xml"
+    )
 }
 
 #[cfg(test)]
@@ -433,53 +397,6 @@ mod tests {
     }
 
     #[test]
-    fn status_classification() {
-        let permanent = |s: u16| permanent_status(StatusCode::from_u16(s).unwrap());
-        assert_eq!(permanent(404), Some(FailureReason::SourceNotFound));
-        for s in [401, 403, 410] {
-            assert_eq!(permanent(s), Some(FailureReason::SourceExpired), "{s}");
-        }
-        for s in [400, 405, 406, 416, 451, 204, 206, 301, 304] {
-            assert_eq!(permanent(s), Some(FailureReason::SourceRejected), "{s}");
-        }
-        for s in [408, 425, 429, 500, 502, 503, 504] {
-            assert_eq!(permanent(s), None, "{s}");
-        }
-    }
-
-    #[test]
-    fn error_classification() {
-        assert_eq!(
-            SourceError::NotVideo("text/html".into()).failure_reason(),
-            Some(FailureReason::NotMp4)
-        );
-        assert_eq!(
-            SourceError::TooLarge { size: 2, limit: 1 }.failure_reason(),
-            Some(FailureReason::TooLarge)
-        );
-        assert_eq!(
-            SourceError::TooManyRedirects.failure_reason(),
-            Some(FailureReason::TooManyRedirects)
-        );
-        assert_eq!(
-            SourceError::Blocked(Blocked::NoHost).failure_reason(),
-            Some(FailureReason::BlockedUrl)
-        );
-        let truncated = SourceError::Truncated {
-            received: 1,
-            expected: 2,
-        };
-        assert!(truncated.failure_reason().is_none() && truncated.is_transient());
-        let exhausted = SourceError::RetriesExhausted {
-            retries: 3,
-            last: Box::new(truncated),
-        };
-        assert!(exhausted.failure_reason().is_none() && !exhausted.is_transient());
-        assert!(SourceError::Status(StatusCode::SERVICE_UNAVAILABLE).is_transient());
-        assert!(!SourceError::Status(StatusCode::NOT_FOUND).is_transient());
-    }
-
-    #[test]
     fn weak_etags_are_not_validators() {
         let mut h = HeaderMap::new();
         h.insert(ETAG, HeaderValue::from_static("W/\"abc\""));
@@ -491,5 +408,27 @@ mod tests {
         assert_eq!(validator(&h).unwrap(), "Mon, 23 Nov 2026 10:00:00 GMT");
         h.insert(ETAG, HeaderValue::from_static("\"abc\""));
         assert_eq!(validator(&h).unwrap(), "\"abc\"");
+    }
+
+    #[test]
+    fn refused_content_types() {
+        for ct in [
+            "text/html",
+            "text/html; charset=utf-8",
+            "TEXT/HTML",
+            "application/json",
+            "text/plain",
+        ] {
+            assert!(is_refused_content_type(ct), "{ct}");
+        }
+        for ct in [
+            "video/mp4",
+            "application/octet-stream",
+            "binary/octet-stream",
+            "video/quicktime",
+            "",
+        ] {
+            assert!(!is_refused_content_type(ct), "{ct}");
+        }
     }
 }

@@ -1,13 +1,14 @@
-//! Recording a callback: the receiver's one use case, written against the [`TaskStore`]
-//! port. A new task costs exactly one conditional write; a repeat costs two (the failed
-//! put that returns the existing record, then the decided update).
+//! The receiver's use case: record a verified callback, deduplicating on its task id,
+//! written against the [`TaskStore`] port. A new task costs exactly one conditional
+//! write; a repeat costs two (the failed put that returns the existing record, then the
+//! decided patch).
 
 use std::time::Duration;
 
-use crate::clock::Timestamp;
-use crate::envelope::CallbackEnvelope;
+use crate::domain::clock::Timestamp;
+use crate::domain::envelope::CallbackEnvelope;
+use crate::domain::task::{Patch, RepeatDecision, Task, TaskStatus};
 use crate::store::{Applied, Created, StoreError, TaskStore};
-use crate::task::{RepeatDecision, Task, TaskStatus};
 
 /// How many times a revive is retried when concurrent writers change the record under it.
 const MAX_CONFLICT_RETRIES: usize = 5;
@@ -31,9 +32,17 @@ impl Recorded {
             Self::Duplicate { .. } => "duplicate",
         }
     }
+
+    /// How many callbacks the task has had, this one included.
+    pub fn callback_count(self) -> u32 {
+        match self {
+            Self::Created { .. } => 1,
+            Self::Duplicate { callback_count } | Self::Revived { callback_count } => callback_count,
+        }
+    }
 }
 
-/// Records `envelope`, deduplicating on its task id.
+/// Records `envelope` at `now`; a record it creates or changes lives `ttl` from now.
 pub async fn record_callback<S: TaskStore>(
     store: &S,
     envelope: &CallbackEnvelope,
@@ -50,23 +59,26 @@ pub async fn record_callback<S: TaskStore>(
         Created::Exists(existing) => existing,
     };
     for _ in 0..MAX_CONFLICT_RETRIES {
-        match existing.on_repeat_callback(envelope, now) {
-            RepeatDecision::Duplicate => {
-                let callback_count = store.count_callback(&envelope.task_id, now).await?;
-                return Ok(Recorded::Duplicate { callback_count });
+        let (patch, revives) = match existing.on_repeat_callback(envelope, now, ttl) {
+            RepeatDecision::Duplicate => (Patch::count_callback(now), false),
+            RepeatDecision::Revive(patch) => (patch, true),
+        };
+        match store.apply(&envelope.task_id, &patch).await? {
+            Applied::Done(task) if revives => {
+                return Ok(Recorded::Revived {
+                    callback_count: task.callback_count,
+                });
             }
-            RepeatDecision::Revive(update) => {
-                match store.apply(&envelope.task_id, &update).await? {
-                    Applied::Done(task) => {
-                        return Ok(Recorded::Revived {
-                            callback_count: task.callback_count,
-                        });
-                    }
-                    Applied::Conflict(Some(current)) => existing = current,
-                    Applied::Conflict(None) => {
-                        return Err(StoreError::Vanished(envelope.task_id.clone()));
-                    }
-                }
+            Applied::Done(task) => {
+                return Ok(Recorded::Duplicate {
+                    callback_count: task.callback_count,
+                });
+            }
+            // Only a revive is conditional on the revision: decide again on the record
+            // as it is now.
+            Applied::Conflict(Some(current)) if revives => existing = current,
+            Applied::Conflict(_) => {
+                return Err(StoreError::Vanished(envelope.task_id.clone()));
             }
         }
     }
@@ -76,15 +88,16 @@ pub async fn record_callback<S: TaskStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::{Outcome, VideoUrl, VideoUrlPolicy};
+    use crate::domain::envelope::{Outcome, VideoUrl};
+    use crate::domain::ssrf::UrlPolicy;
+    use crate::domain::task::DEFAULT_TASK_TTL;
+    use crate::domain::task_id::TaskId;
     use crate::store::memory::MemoryTaskStore;
-    use crate::task::DEFAULT_TASK_TTL;
-    use crate::task_id::TaskId;
 
     fn envelope(code: u16) -> CallbackEnvelope {
         let outcome = if code == 200 {
             Outcome::Succeeded {
-                video_url: VideoUrl::parse("https://cdn.example/v.mp4", &VideoUrlPolicy::default())
+                video_url: VideoUrl::parse("https://cdn.example/v.mp4", &UrlPolicy::default())
                     .unwrap(),
             }
         } else {

@@ -9,8 +9,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
-use crate::config::{ConfigError, Env};
-
 /// A host allowlist entry: `cdn.example.com` (exactly) or `*.example.com` (any subdomain,
 /// not the apex).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +42,9 @@ impl HostPattern {
     }
 }
 
-/// Where fetches may go.
+/// Which video URLs are acceptable and where fetches may go: one policy, read once
+/// (`lambda::config`), that the receiver applies to a callback's URL (scheme, credentials)
+/// and ingest to every fetch and redirect hop (also the addresses and the allowlist).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UrlPolicy {
     /// Allow `http://`. Local stacks only.
@@ -105,24 +105,6 @@ pub enum Blocked {
 }
 
 impl UrlPolicy {
-    /// Reads `VIDEO_URL_ALLOWED_HOSTS`, `VIDEO_URL_ALLOW_HTTP`, `VIDEO_URL_ALLOW_LOOPBACK`.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let allowed_hosts = env
-            .list("VIDEO_URL_ALLOWED_HOSTS")
-            .iter()
-            .map(|h| HostPattern::parse(h))
-            .collect::<Result<_, _>>()
-            .map_err(|reason| ConfigError::Invalid {
-                name: "VIDEO_URL_ALLOWED_HOSTS",
-                reason,
-            })?;
-        Ok(Self {
-            allow_http: env.flag("VIDEO_URL_ALLOW_HTTP")?,
-            allow_loopback: env.flag("VIDEO_URL_ALLOW_LOOPBACK")?,
-            allowed_hosts,
-        })
-    }
-
     /// Checks a URL before connecting and on every redirect hop: scheme, credentials,
     /// allowlist, and the address itself when the host is an IP literal (in any of the
     /// forms the URL parser normalises: decimal, octal, hex, IPv4-mapped IPv6).
@@ -387,19 +369,5 @@ mod tests {
         for good in ["93.184.215.14", "8.8.8.8", "2606:4700::1111"] {
             assert!(p.check_ip(good.parse().unwrap()).is_ok(), "{good}");
         }
-    }
-
-    #[test]
-    fn from_env() {
-        let p = UrlPolicy::from_env(&Env::from_pairs([
-            ("VIDEO_URL_ALLOWED_HOSTS", "cdn.example.com, *.example.org"),
-            ("VIDEO_URL_ALLOW_HTTP", "true"),
-        ]))
-        .unwrap();
-        assert_eq!(p.allowed_hosts.len(), 2);
-        assert!(p.allow_http && !p.allow_loopback);
-        let err = UrlPolicy::from_env(&Env::from_pairs([("VIDEO_URL_ALLOWED_HOSTS", "bad host/")]))
-            .unwrap_err();
-        assert!(err.to_string().contains("VIDEO_URL_ALLOWED_HOSTS"));
     }
 }

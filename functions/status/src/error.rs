@@ -1,0 +1,50 @@
+//! Why a status request is not answered with a task. How each becomes HTTP is this enum's
+//! [`ApiError`] impl, turned into the response and the log line by the shared edge.
+
+use lambda_http::http::{HeaderName, HeaderValue, StatusCode};
+use shared::domain::task_id::TaskIdError;
+use shared::lambda::http::{ApiError, MethodNotAllowed, Unavailable};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    MethodNotAllowed(#[from] MethodNotAllowed),
+    #[error("task_id is invalid: {0}")]
+    InvalidTaskId(TaskIdError),
+    #[error("no task with this id")]
+    NotFound,
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    #[error("could not presign the video URL: {0}")]
+    Presign(String),
+}
+
+impl ApiError for StatusError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::MethodNotAllowed(e) => e.status(),
+            Self::InvalidTaskId(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Unavailable(e) => e.status(),
+            Self::Presign(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::MethodNotAllowed(e) => e.code(),
+            Self::InvalidTaskId(_) => "invalid_task_id",
+            Self::NotFound => "not_found",
+            Self::Unavailable(e) => e.code(),
+            Self::Presign(_) => "internal_error",
+        }
+    }
+
+    fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
+        match self {
+            Self::MethodNotAllowed(e) => e.headers(),
+            Self::Unavailable(e) => e.headers(),
+            _ => Vec::new(),
+        }
+    }
+}

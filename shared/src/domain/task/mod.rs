@@ -1,0 +1,708 @@
+//! The task record, its state machine and every change it can go through.
+//!
+//! Every decision is a pure function of the current record, the event and the clock, and
+//! its result is data: a [`Patch`] (what to set, add and remove, under which
+//! [`Condition`]) that a store applies as one conditional write, so concurrent writers
+//! cannot interleave. Whoever decides a change decides its expiry (TTL). Nothing ever
+//! leaves `stored`.
+
+mod patch;
+mod state;
+mod transition;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use patch::{Condition, Item, Patch, attr};
+pub use state::{Inconsistent, Lease, TaskState};
+pub use transition::{TaskEvent, Transition, transition};
+
+use crate::domain::clock::Timestamp;
+use crate::domain::envelope::{CallbackEnvelope, Outcome, SUCCESS_CODE, VideoUrl};
+use crate::domain::task_id::TaskId;
+use patch::{TaskChange, build, status_attributes};
+
+/// Default time a task record lives after its last change (DynamoDB TTL).
+pub const DEFAULT_TASK_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    /// Recorded from a success callback; waiting for ingest.
+    Received,
+    /// An ingest invocation holds the lease and is copying the video.
+    Downloading,
+    /// The video is in S3. Final.
+    Stored,
+    /// The upstream reported a failure, or ingest gave up. A later success callback
+    /// revives the task.
+    Failed,
+}
+
+impl TaskStatus {
+    pub const ALL: [Self; 4] = [
+        Self::Received,
+        Self::Downloading,
+        Self::Stored,
+        Self::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Downloading => "downloading",
+            Self::Stored => "stored",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Open tasks still need work; only they appear in the sparse `open-tasks` index.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Received | Self::Downloading)
+    }
+}
+
+/// Why a task failed. The string form is stable (API and log field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// The upstream's callback reported a failure (see `upstream_code`).
+    UpstreamFailed,
+    /// The source answered 404.
+    SourceNotFound,
+    /// The source answered 401/403/410: typically the signed URL expired.
+    SourceExpired,
+    /// Another 4xx from the source that retrying will not fix.
+    SourceRejected,
+    /// The bytes are not an ISO-BMFF (MP4) file.
+    NotMp4,
+    /// Larger than the configured maximum.
+    TooLarge,
+    /// The SSRF guard refused the URL or one of its redirects.
+    BlockedUrl,
+    /// Redirected more than the allowed number of times.
+    TooManyRedirects,
+    /// Transient errors on every attempt up to the configured maximum.
+    MaxAttemptsExceeded,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UpstreamFailed => "upstream_failed",
+            Self::SourceNotFound => "source_not_found",
+            Self::SourceExpired => "source_expired",
+            Self::SourceRejected => "source_rejected",
+            Self::NotMp4 => "not_mp4",
+            Self::TooLarge => "too_large",
+            Self::BlockedUrl => "blocked_url",
+            Self::TooManyRedirects => "too_many_redirects",
+            Self::MaxAttemptsExceeded => "max_attempts_exceeded",
+        }
+    }
+}
+
+/// Where a stored video is and what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredVideo {
+    pub bucket: String,
+    pub key: String,
+    pub bytes: u64,
+    /// Lowercase hex SHA-256 of the whole object.
+    pub sha256: String,
+    pub content_type: String,
+}
+
+/// A task as stored: one item per `task_id`. The fields are the item's attributes
+/// ([`attr`]); [`Task::state`] is the typed view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub task_id: TaskId,
+    pub status: TaskStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_url: Option<VideoUrl>,
+    pub upstream_code: u16,
+    #[serde(default)]
+    pub upstream_msg: String,
+    pub received_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_callback_at: Timestamp,
+    pub callback_count: u32,
+    /// TTL, in Unix seconds (DynamoDB's TTL format).
+    pub expires_at: i64,
+    /// Bumped by every status change; conditional writes compare it (optimistic locking).
+    pub revision: u64,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_owner: Option<String>,
+    /// Lease end in Unix milliseconds (a number, so conditions can compare it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<FailureReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_detail: Option<String>,
+    /// Download progress while `downloading`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_received: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<StoredVideo>,
+}
+
+/// A record could not be turned into an item or back.
+#[derive(Debug, thiserror::Error)]
+#[error("task item is malformed: {0}")]
+pub struct MalformedItem(String);
+
+/// What to do with a repeat callback for an existing task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RepeatDecision {
+    /// Count it ([`Patch::count_callback`]), change nothing else.
+    Duplicate,
+    /// Apply this patch (which also counts the callback).
+    Revive(Patch),
+}
+
+/// What an ingest invocation should do with a task it was handed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimDecision {
+    Claim(Patch),
+    /// Too many attempts already: fail the task instead.
+    GiveUp(Patch),
+    Skip(SkipReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Another invocation holds a live lease.
+    Leased,
+    /// Nothing left to do (stored, or failed).
+    Finished,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Leased => "leased_elsewhere",
+            Self::Finished => "already_finished",
+        }
+    }
+}
+
+impl Task {
+    /// The record a first callback creates: `received` for a success, `failed` with the
+    /// upstream's code and message for a failure. It lives `ttl` from `now`.
+    pub fn from_callback(envelope: &CallbackEnvelope, now: Timestamp, ttl: Duration) -> Self {
+        let (status, video_url, failure_reason) = match &envelope.outcome {
+            Outcome::Succeeded { video_url } => {
+                (TaskStatus::Received, Some(video_url.clone()), None)
+            }
+            Outcome::Failed { .. } => (
+                TaskStatus::Failed,
+                None,
+                Some(FailureReason::UpstreamFailed),
+            ),
+        };
+        Self {
+            task_id: envelope.task_id.clone(),
+            status,
+            video_url,
+            upstream_code: envelope.code(),
+            upstream_msg: envelope.msg.clone(),
+            received_at: now,
+            updated_at: now,
+            last_callback_at: now,
+            callback_count: 1,
+            expires_at: expiry(now, ttl),
+            revision: 1,
+            attempts: 0,
+            lease_owner: None,
+            lease_until: None,
+            failure_reason,
+            failure_detail: None,
+            bytes_received: None,
+            video: None,
+        }
+    }
+
+    /// The item a store keeps for this record: its fields plus the derived index key.
+    pub fn to_item(&self) -> Result<Item, MalformedItem> {
+        let mut item = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(item)) => item,
+            Ok(other) => return Err(MalformedItem(format!("serialised to {other}"))),
+            Err(e) => return Err(MalformedItem(e.to_string())),
+        };
+        if let (_, Some(open)) = status_attributes(self.status) {
+            item.insert(attr::OPEN_STATUS.into(), open);
+        }
+        Ok(item)
+    }
+
+    /// The record an item holds (attributes it does not know, like the index key, are
+    /// ignored).
+    pub fn from_item(item: Item) -> Result<Self, MalformedItem> {
+        serde_json::from_value(serde_json::Value::Object(item))
+            .map_err(|e| MalformedItem(e.to_string()))
+    }
+
+    /// Decides what a repeat callback does. Only a success for a failed task changes
+    /// anything; everything else is a duplicate.
+    pub fn on_repeat_callback(
+        &self,
+        envelope: &CallbackEnvelope,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> RepeatDecision {
+        let Outcome::Succeeded { video_url } = &envelope.outcome else {
+            return RepeatDecision::Duplicate;
+        };
+        let revive = TaskChange::Revive {
+            video_url: video_url.clone(),
+            upstream_code: SUCCESS_CODE,
+            upstream_msg: envelope.msg.clone(),
+        };
+        // The table decides: only a failed task is revived; the rest stay as they are.
+        match build(
+            self.status,
+            &revive,
+            Condition::Revision(self.revision),
+            now,
+            ttl,
+        ) {
+            Some(patch) if patch.attributes().any(|a| a == attr::STATUS) => {
+                RepeatDecision::Revive(patch)
+            }
+            _ => RepeatDecision::Duplicate,
+        }
+    }
+
+    /// Whether the lease (if any) has ended at `now`.
+    pub fn lease_expired(&self, now: Timestamp) -> bool {
+        self.lease_until
+            .is_none_or(|until| until <= now.as_millis())
+    }
+
+    /// Decides whether an ingest invocation may take the task until `lease_until`; a
+    /// task that gives up lives `ttl` from `now`.
+    pub fn decide_claim(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        max_attempts: u32,
+        ttl: Duration,
+    ) -> ClaimDecision {
+        let revision = Condition::Revision(self.revision);
+        if self.status == TaskStatus::Downloading {
+            if !self.lease_expired(now) {
+                return ClaimDecision::Skip(SkipReason::Leased);
+            }
+            // Only an abandoned download counts against the budget: `received` always has
+            // a fresh one (creation and revival start at zero).
+            if self.attempts >= max_attempts {
+                let give_up = TaskChange::Fail {
+                    reason: FailureReason::MaxAttemptsExceeded,
+                    detail: format!("{} attempts failed", self.attempts),
+                };
+                if let Some(patch) = build(self.status, &give_up, revision.clone(), now, ttl) {
+                    return ClaimDecision::GiveUp(patch);
+                }
+            }
+        }
+        let claim = TaskChange::Claim {
+            owner: owner.to_owned(),
+            lease_until,
+        };
+        match build(self.status, &claim, revision, now, ttl) {
+            Some(patch) => ClaimDecision::Claim(patch),
+            None => ClaimDecision::Skip(SkipReason::Finished),
+        }
+    }
+
+    /// The record after `patch`, if its condition holds: exactly what a store does.
+    pub fn apply(&self, patch: &Patch) -> Option<Task> {
+        let item = self.to_item().ok()?;
+        patch
+            .apply_to(Some(&item))
+            .and_then(|next| Task::from_item(next).ok())
+    }
+}
+
+/// TTL attribute value: `ttl` after `now`, in Unix seconds.
+pub fn expiry(now: Timestamp, ttl: Duration) -> i64 {
+    now.saturating_add(ttl).as_secs()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::domain::ssrf::UrlPolicy;
+
+    const TTL: Duration = DEFAULT_TASK_TTL;
+    const MAX: u32 = 3;
+
+    fn t(ms: i64) -> Timestamp {
+        Timestamp::from_millis(1_795_000_000_000 + ms)
+    }
+
+    fn url(s: &str) -> VideoUrl {
+        VideoUrl::parse(s, &UrlPolicy::default()).unwrap()
+    }
+
+    fn success(id: &str, u: &str) -> CallbackEnvelope {
+        CallbackEnvelope {
+            task_id: TaskId::parse(id).unwrap(),
+            msg: "MP4 generated successfully.".into(),
+            outcome: Outcome::Succeeded { video_url: url(u) },
+        }
+    }
+
+    fn failure(id: &str, code: u16) -> CallbackEnvelope {
+        CallbackEnvelope {
+            task_id: TaskId::parse(id).unwrap(),
+            msg: "source download failed".into(),
+            outcome: Outcome::Failed { code },
+        }
+    }
+
+    fn task_in(status: TaskStatus) -> Task {
+        let mut task = Task::from_callback(&success("t1", "https://cdn.example/a.mp4"), t(0), TTL);
+        task.status = status;
+        task
+    }
+
+    fn video() -> StoredVideo {
+        StoredVideo {
+            bucket: "b".into(),
+            key: "videos/t1.mp4".into(),
+            bytes: 10,
+            sha256: "00".repeat(32),
+            content_type: "video/mp4".into(),
+        }
+    }
+
+    #[test]
+    fn first_callback_creates_received_or_failed() {
+        let ok = Task::from_callback(&success("t1", "https://cdn.example/a.mp4"), t(0), TTL);
+        assert_eq!(ok.status, TaskStatus::Received);
+        assert_eq!(
+            (ok.callback_count, ok.revision, ok.upstream_code),
+            (1, 1, 200)
+        );
+        assert_eq!(ok.expires_at, t(0).as_secs() + 30 * 24 * 3600);
+
+        let failed = Task::from_callback(&failure("t1", 451), t(0), TTL);
+        assert_eq!(failed.status, TaskStatus::Failed);
+        assert_eq!(failed.upstream_code, 451);
+        assert_eq!(failed.upstream_msg, "source download failed");
+        assert_eq!(failed.failure_reason, Some(FailureReason::UpstreamFailed));
+        assert_eq!(failed.video_url, None);
+    }
+
+    #[test]
+    fn repeat_callbacks_are_duplicates_except_success_after_failure() {
+        for s in TaskStatus::ALL {
+            let task = task_in(s);
+            assert_eq!(
+                task.on_repeat_callback(&failure("t1", 500), t(1), TTL),
+                RepeatDecision::Duplicate
+            );
+            let decision =
+                task.on_repeat_callback(&success("t1", "https://cdn.example/b.mp4"), t(1), TTL);
+            match s {
+                TaskStatus::Failed => assert!(matches!(decision, RepeatDecision::Revive(_))),
+                _ => assert_eq!(decision, RepeatDecision::Duplicate, "{s:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn revive_resets_the_task_for_a_new_download() {
+        let mut failed = Task::from_callback(&failure("t1", 451), t(0), TTL);
+        failed.attempts = 2;
+        let RepeatDecision::Revive(update) =
+            failed.on_repeat_callback(&success("t1", "https://cdn.example/b.mp4"), t(5), TTL)
+        else {
+            panic!("expected a revive")
+        };
+        let next = failed.apply(&update).unwrap();
+        assert_eq!(next.status, TaskStatus::Received);
+        assert_eq!(
+            next.video_url.unwrap().as_str(),
+            "https://cdn.example/b.mp4"
+        );
+        assert_eq!(
+            (
+                next.upstream_code,
+                next.attempts,
+                next.callback_count,
+                next.revision
+            ),
+            (200, 0, 2, 2)
+        );
+        assert_eq!(next.failure_reason, None);
+        assert_eq!(next.last_callback_at, t(5));
+        // A concurrent writer got there first: the guard no longer holds.
+        let mut moved_on = failed.clone();
+        moved_on.revision += 1;
+        assert_eq!(moved_on.apply(&update), None);
+    }
+
+    #[test]
+    fn claim_decisions() {
+        let lease = t(900_000);
+        let received = task_in(TaskStatus::Received);
+        let ClaimDecision::Claim(claim) = received.decide_claim("inv-1", t(1), lease, MAX, TTL)
+        else {
+            panic!("received must be claimable")
+        };
+        let downloading = received.apply(&claim).unwrap();
+        assert_eq!(downloading.status, TaskStatus::Downloading);
+        assert_eq!(downloading.attempts, 1);
+        assert_eq!(downloading.lease_owner.as_deref(), Some("inv-1"));
+        assert_eq!(downloading.lease_until, Some(lease.as_millis()));
+
+        // Live lease: skip. Expired lease: take over.
+        assert_eq!(
+            downloading.decide_claim("inv-2", t(2), lease, MAX, TTL),
+            ClaimDecision::Skip(SkipReason::Leased)
+        );
+        let later = Timestamp::from_millis(lease.as_millis());
+        let ClaimDecision::Claim(takeover) =
+            downloading.decide_claim("inv-2", later, t(2_000_000), MAX, TTL)
+        else {
+            panic!("an expired lease must be taken over")
+        };
+        let taken = downloading.apply(&takeover).unwrap();
+        assert_eq!(
+            (taken.attempts, taken.lease_owner.as_deref()),
+            (2, Some("inv-2"))
+        );
+
+        // Finished tasks are skipped.
+        for s in [TaskStatus::Stored, TaskStatus::Failed] {
+            assert_eq!(
+                task_in(s).decide_claim("x", t(1), lease, MAX, TTL),
+                ClaimDecision::Skip(SkipReason::Finished)
+            );
+        }
+
+        // Out of attempts: give up instead of claiming.
+        let mut tired = taken.clone();
+        tired.attempts = MAX;
+        tired.lease_until = Some(t(0).as_millis());
+        let ClaimDecision::GiveUp(give_up) = tired.decide_claim("inv-3", t(3), lease, MAX, TTL)
+        else {
+            panic!("expected give up")
+        };
+        let failed = tired.apply(&give_up).unwrap();
+        assert_eq!(failed.status, TaskStatus::Failed);
+        assert_eq!(
+            failed.failure_reason,
+            Some(FailureReason::MaxAttemptsExceeded)
+        );
+        assert_eq!(failed.lease_owner, None);
+    }
+
+    #[test]
+    fn outcome_writes_need_the_lease() {
+        let received = task_in(TaskStatus::Received);
+        let ClaimDecision::Claim(claim) =
+            received.decide_claim("inv-1", t(1), t(100_000), MAX, TTL)
+        else {
+            panic!()
+        };
+        let downloading = received.apply(&claim).unwrap();
+        let video = video();
+        let store = |owner: &str| Lease::new(owner, t(100_000)).store(video.clone(), t(50), TTL);
+        assert_eq!(
+            downloading.apply(&store("inv-2")),
+            None,
+            "not the lease owner"
+        );
+        let stored = downloading.apply(&store("inv-1")).unwrap();
+        assert_eq!(stored.status, TaskStatus::Stored);
+        assert_eq!(stored.video.as_ref(), Some(&video));
+        assert_eq!(stored.revision, downloading.revision + 1);
+        assert_eq!(stored.apply(&store("inv-1")), None, "nothing leaves stored");
+
+        let lease = Lease::new("inv-1", t(100_000));
+        let progress = lease.progress(64 << 20, t(10));
+        let moved = downloading.apply(&progress).unwrap();
+        assert_eq!(
+            (moved.status, moved.bytes_received, moved.revision),
+            (
+                TaskStatus::Downloading,
+                Some(64 << 20),
+                downloading.revision
+            )
+        );
+
+        let release = lease.release(t(20));
+        let released = downloading.apply(&release).unwrap();
+        assert!(released.lease_expired(t(20)));
+        assert_eq!(released.status, TaskStatus::Downloading);
+
+        let fail = lease.fail(FailureReason::NotMp4, "starts with <html", t(30), TTL);
+        let failed = downloading.apply(&fail).unwrap();
+        assert_eq!(
+            (failed.status, failed.failure_reason),
+            (TaskStatus::Failed, Some(FailureReason::NotMp4))
+        );
+    }
+
+    #[test]
+    fn serialises_with_stable_field_names() {
+        let task = Task::from_callback(&success("t1", "https://cdn.example/a.mp4"), t(0), TTL);
+        let v = serde_json::to_value(&task).unwrap();
+        assert_eq!(v["status"], "received");
+        assert_eq!(v["received_at"], "2026-11-18T11:06:40.000Z");
+        assert!(v.get("lease_owner").is_none());
+        let back: Task = serde_json::from_value(v).unwrap();
+        assert_eq!(back, task);
+        assert_eq!(
+            serde_json::to_value(FailureReason::MaxAttemptsExceeded).unwrap(),
+            "max_attempts_exceeded"
+        );
+        assert_eq!(FailureReason::NotMp4.as_str(), "not_mp4");
+    }
+
+    // --- the patch model ---
+
+    /// One of every patch the domain can produce, from a record where it applies.
+    fn every_patch() -> Vec<(Task, Patch)> {
+        let received = task_in(TaskStatus::Received);
+        let ClaimDecision::Claim(claim) = received.decide_claim("o", t(1), t(9_000), MAX, TTL)
+        else {
+            panic!()
+        };
+        let downloading = received.apply(&claim).unwrap();
+        let mut tired = downloading.clone();
+        tired.attempts = MAX;
+        tired.lease_until = Some(t(0).as_millis());
+        let ClaimDecision::GiveUp(give_up) = tired.decide_claim("p", t(2), t(9_000), MAX, TTL)
+        else {
+            panic!()
+        };
+        let failed = task_in(TaskStatus::Failed);
+        let RepeatDecision::Revive(revive) =
+            failed.on_repeat_callback(&success("t1", "https://cdn.example/c.mp4"), t(3), TTL)
+        else {
+            panic!()
+        };
+        let lease = Lease::new("o", t(9_000));
+        vec![
+            (received.clone(), claim),
+            (tired, give_up),
+            (failed, revive),
+            (received, Patch::count_callback(t(4))),
+            (downloading.clone(), lease.progress(5, t(5))),
+            (downloading.clone(), lease.store(video(), t(6), TTL)),
+            (
+                downloading.clone(),
+                lease.fail(FailureReason::TooLarge, "x", t(7), TTL),
+            ),
+            (downloading, lease.release(t(8))),
+        ]
+    }
+
+    #[test]
+    fn patches_name_only_attributes_of_the_record_and_never_one_twice() {
+        let mut full = task_in(TaskStatus::Downloading);
+        full.lease_owner = Some("o".into());
+        full.lease_until = Some(1);
+        full.failure_reason = Some(FailureReason::NotMp4);
+        full.failure_detail = Some("d".into());
+        full.bytes_received = Some(1);
+        full.video = Some(video());
+        let known: BTreeSet<String> = full.to_item().unwrap().keys().cloned().collect();
+        assert!(known.contains(attr::OPEN_STATUS));
+        for (before, patch) in every_patch() {
+            let mut seen = BTreeSet::new();
+            for a in patch.attributes() {
+                assert!(known.contains(a), "{a} is not an attribute of a task");
+                assert!(seen.insert(a), "{a} appears twice in {patch:?}");
+            }
+            let after = before.apply(&patch).expect("applies where it was decided");
+            // The index key follows the status in every patch.
+            let item = after.to_item().unwrap();
+            assert_eq!(
+                item.contains_key(attr::OPEN_STATUS),
+                after.status.is_open(),
+                "{patch:?}"
+            );
+            let applied = patch.apply_to(Some(&before.to_item().unwrap())).unwrap();
+            assert_eq!(
+                applied.contains_key(attr::OPEN_STATUS),
+                after.status.is_open()
+            );
+        }
+    }
+
+    #[test]
+    fn every_lease_change_is_allowed_while_downloading() {
+        for e in [TaskEvent::Store, TaskEvent::Fail, TaskEvent::Release] {
+            assert_ne!(
+                transition(TaskStatus::Downloading, e),
+                Transition::Refused,
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn conditions_on_missing_and_present_items() {
+        let task = task_in(TaskStatus::Received);
+        let item = task.to_item().unwrap();
+        assert!(!Condition::Exists.holds(None));
+        assert!(Condition::Exists.holds(Some(&item)));
+        assert!(Condition::Revision(1).holds(Some(&item)));
+        assert!(!Condition::Revision(2).holds(Some(&item)));
+        assert!(!Condition::LeaseHeldBy("o".into()).holds(Some(&item)));
+        assert_eq!(Patch::count_callback(t(1)).apply_to(None), None);
+        let counted = task.apply(&Patch::count_callback(t(1))).unwrap();
+        assert_eq!(
+            (counted.callback_count, counted.revision, counted.status),
+            (2, 1, TaskStatus::Received)
+        );
+    }
+
+    #[test]
+    fn the_typed_view_matches_the_status() {
+        let received = task_in(TaskStatus::Received);
+        assert!(matches!(received.state(), Ok(TaskState::Received { .. })));
+        let ClaimDecision::Claim(claim) = received.decide_claim("o", t(1), t(9), MAX, TTL) else {
+            panic!()
+        };
+        let downloading = received.apply(&claim).unwrap();
+        match downloading.state().unwrap() {
+            TaskState::Downloading {
+                lease,
+                bytes_received,
+                ..
+            } => assert_eq!((lease, bytes_received), (Lease::new("o", t(9)), 0)),
+            other => panic!("{other:?}"),
+        }
+        let stored = downloading
+            .apply(&Lease::new("o", t(9)).store(video(), t(2), TTL))
+            .unwrap();
+        assert_eq!(stored.state(), Ok(TaskState::Stored { video: &video() }));
+        let failed = Task::from_callback(&failure("t1", 500), t(0), TTL);
+        assert_eq!(
+            failed.state(),
+            Ok(TaskState::Failed {
+                reason: FailureReason::UpstreamFailed,
+                detail: None
+            })
+        );
+        let broken = task_in(TaskStatus::Stored);
+        assert_eq!(
+            broken.state().unwrap_err().to_string(),
+            "task is stored but has no video"
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! The token scheme: a shared secret in the callback URL (`?token=…`). Several tokens
+//! may be configured at once, so one can be rotated without refusing callbacks.
+
+use subtle::Choice;
+
+use super::{Rejection, ct_eq_choice};
+use crate::domain::secret::Secret;
+
+/// Accepts `provided` if it equals any of `tokens`; every token is compared, in constant
+/// time, without stopping early.
+pub(super) fn check(tokens: &[Secret], provided: Option<&str>) -> Result<(), Rejection> {
+    let provided = provided
+        .filter(|t| !t.is_empty())
+        .ok_or(Rejection::Missing)?;
+    let matched = tokens.iter().fold(Choice::from(0), |acc, t| {
+        acc | ct_eq_choice(t.expose(), provided.as_bytes())
+    });
+    if bool::from(matched) {
+        Ok(())
+    } else {
+        Err(Rejection::Mismatch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderMap;
+
+    use super::super::fixtures::*;
+    use super::super::{Scheme, Verified};
+    use super::*;
+
+    #[test]
+    fn token_good_and_rotated() {
+        let h = HeaderMap::new();
+        let v = token_verifier();
+        assert_eq!(
+            v.verify(&req(Some(TOKEN), &h, BODY), now()),
+            Ok(Verified::By(Scheme::Token))
+        );
+        assert_eq!(
+            v.verify(&req(Some("old-token-0123456789"), &h, BODY), now()),
+            Ok(Verified::By(Scheme::Token))
+        );
+    }
+
+    #[test]
+    fn token_bad_missing_and_wrong_length() {
+        let h = HeaderMap::new();
+        let v = token_verifier();
+        let mismatch = vec![(Scheme::Token, Rejection::Mismatch)];
+        assert_eq!(
+            reasons(v.verify(&req(Some("tok-0123456789abcdeX"), &h, BODY), now())),
+            mismatch
+        );
+        // A prefix or an extension of a valid token is not a match.
+        assert_eq!(
+            reasons(v.verify(&req(Some("tok-0123456789abcde"), &h, BODY), now())),
+            mismatch
+        );
+        assert_eq!(
+            reasons(v.verify(&req(Some(&format!("{TOKEN}x")), &h, BODY), now())),
+            mismatch
+        );
+        assert_eq!(
+            reasons(v.verify(&req(None, &h, BODY), now())),
+            vec![(Scheme::Token, Rejection::Missing)]
+        );
+        assert_eq!(
+            reasons(v.verify(&req(Some(""), &h, BODY), now())),
+            vec![(Scheme::Token, Rejection::Missing)]
+        );
+    }
+}

@@ -1,0 +1,384 @@
+//! Typed configuration from the environment, read once at start-up. Every error names
+//! the variable; no error ever contains a secret's value. This is the only place that
+//! reads the environment: the domain's types get their [`FromEnv`] readers here.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::domain::secret::Secret;
+use crate::domain::ssrf::{HostPattern, UrlPolicy};
+use crate::domain::task::DEFAULT_TASK_TTL;
+use crate::domain::verify::standard_webhooks::decode_whsec;
+use crate::domain::verify::{DEFAULT_TOLERANCE, MIN_SECRET_BYTES, Verifier};
+
+/// Why the configuration is unusable. The function refuses to start on any of these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {name} is required")]
+    Missing { name: &'static str },
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// A source of configuration variables: the process environment in production, a map
+/// in tests. Empty values count as unset.
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values may be secrets: list names only.
+        let mut names: Vec<_> = self.vars.keys().collect();
+        names.sort();
+        f.debug_struct("Env").field("names", &names).finish()
+    }
+}
+
+impl Env {
+    pub fn process() -> Self {
+        Self {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        }
+    }
+
+    /// The value, or `None` when unset or empty.
+    pub fn optional(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn required(&self, name: &'static str) -> Result<&str, ConfigError> {
+        self.optional(name).ok_or(ConfigError::Missing { name })
+    }
+
+    /// Parses the value with `FromStr`, or returns `default` when unset.
+    pub fn parse_or<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: format!("{v:?}: {e}"),
+            }),
+        }
+    }
+
+    /// [`Env::parse_or`], then checks the value lies in `range`.
+    pub fn ranged<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display,
+        T::Err: fmt::Display,
+    {
+        in_range(name, self.parse_or(name, default)?, range)
+    }
+
+    /// A boolean flag: `true`/`false`/`1`/`0`/`yes`/`no`, default false.
+    pub fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.optional(name).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false" | "0" | "no") => Ok(false),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some(other) => Err(ConfigError::Invalid {
+                name,
+                reason: format!("{other:?} is not true or false"),
+            }),
+        }
+    }
+
+    /// A list separated by commas and/or whitespace; empty items are dropped.
+    pub fn list(&self, name: &str) -> Vec<String> {
+        self.optional(name)
+            .map(|v| {
+                v.split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A value read from the environment once, at cold start.
+pub trait FromEnv: Sized {
+    fn from_env(env: &Env) -> Result<Self, ConfigError>;
+}
+
+impl FromEnv for Verifier {
+    /// Reads `CALLBACK_TOKENS`, `UPSTREAM_HMAC_SECRETS`, `STANDARD_WEBHOOKS_SECRETS`,
+    /// `SIGNATURE_TOLERANCE_SECS` and `CALLBACK_AUTH`. No scheme configured is an error
+    /// unless `CALLBACK_AUTH=none`, which in turn refuses to coexist with secrets.
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let tokens = secrets_from(env, "CALLBACK_TOKENS", |raw| Ok(raw.as_bytes().to_vec()))?;
+        let upstream = secrets_from(env, "UPSTREAM_HMAC_SECRETS", |raw| {
+            Ok(raw.as_bytes().to_vec())
+        })?;
+        let standard = secrets_from(env, "STANDARD_WEBHOOKS_SECRETS", decode_whsec)?;
+        let tolerance = env.ranged(
+            "SIGNATURE_TOLERANCE_SECS",
+            DEFAULT_TOLERANCE.as_secs(),
+            1..=3600,
+        )?;
+        let any_secret = !(tokens.is_empty() && upstream.is_empty() && standard.is_empty());
+
+        match env.optional("CALLBACK_AUTH") {
+            Some("none") if any_secret => Err(ConfigError::Invalid {
+                name: "CALLBACK_AUTH",
+                reason: "\"none\" disables verification but secrets are configured; unset one"
+                    .into(),
+            }),
+            Some("none") => Ok(Self::unauthenticated()),
+            Some(other) => Err(ConfigError::Invalid {
+                name: "CALLBACK_AUTH",
+                reason: format!(
+                    "{other:?} is not a recognised value (only \"none\", for local use)"
+                ),
+            }),
+            None if !any_secret => Err(ConfigError::Invalid {
+                name: "CALLBACK_AUTH",
+                reason: "no verification scheme is configured: set CALLBACK_TOKENS, \
+                         UPSTREAM_HMAC_SECRETS or STANDARD_WEBHOOKS_SECRETS \
+                         (or CALLBACK_AUTH=none, for local use only)"
+                    .into(),
+            }),
+            None => Ok(Self::default()
+                .with_tokens(tokens)
+                .with_upstream_hmac(upstream)
+                .with_standard_webhooks(standard)
+                .with_tolerance(Duration::from_secs(tolerance))),
+        }
+    }
+}
+
+fn secrets_from(
+    env: &Env,
+    name: &'static str,
+    decode: impl Fn(&str) -> Result<Vec<u8>, String>,
+) -> Result<Vec<Secret>, ConfigError> {
+    env.list(name)
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            // Error messages name the variable and the position, never the value.
+            let bytes = decode(raw).map_err(|reason| ConfigError::Invalid {
+                name,
+                reason: format!("entry {}: {reason}", i + 1),
+            })?;
+            if bytes.len() < MIN_SECRET_BYTES {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("entry {} is shorter than {MIN_SECRET_BYTES} bytes", i + 1),
+                });
+            }
+            Ok(Secret::new(bytes))
+        })
+        .collect()
+}
+
+impl FromEnv for UrlPolicy {
+    /// Reads `VIDEO_URL_ALLOWED_HOSTS`, `VIDEO_URL_ALLOW_HTTP`, `VIDEO_URL_ALLOW_LOOPBACK`:
+    /// the one URL policy the receiver (which schemes a callback may carry) and ingest
+    /// (where a fetch may go) both apply.
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let allowed_hosts = env
+            .list("VIDEO_URL_ALLOWED_HOSTS")
+            .iter()
+            .map(|h| HostPattern::parse(h))
+            .collect::<Result<_, _>>()
+            .map_err(|reason| ConfigError::Invalid {
+                name: "VIDEO_URL_ALLOWED_HOSTS",
+                reason,
+            })?;
+        Ok(Self {
+            allow_http: env.flag("VIDEO_URL_ALLOW_HTTP")?,
+            allow_loopback: env.flag("VIDEO_URL_ALLOW_LOOPBACK")?,
+            allowed_hosts,
+        })
+    }
+}
+
+/// `TASK_TTL_DAYS` (30, 1–3650): how long a task record lives after its last change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskTtl(pub Duration);
+
+impl FromEnv for TaskTtl {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let days = env.ranged(
+            "TASK_TTL_DAYS",
+            DEFAULT_TASK_TTL.as_secs() / 86_400,
+            1..=3_650,
+        )?;
+        Ok(Self(Duration::from_secs(days * 86_400)))
+    }
+}
+
+/// Ensures `value` lies in `range`, naming `name` otherwise.
+fn in_range<T>(name: &'static str, value: T, range: RangeInclusive<T>) -> Result<T, ConfigError>
+where
+    T: PartialOrd + fmt::Display,
+{
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::Invalid {
+            name,
+            reason: format!("{value} is outside {}..={}", range.start(), range.end()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::verify::Scheme;
+    use crate::domain::verify::fixtures::{SW_SECRET, TOKEN, token_verifier};
+
+    #[test]
+    fn reads_typed_values_and_names_the_variable_on_error() {
+        let env = Env::from_pairs([("A", "12"), ("B", "x"), ("E", "  "), ("L", "a, b c,,d")]);
+        assert_eq!(env.parse_or("A", 5u32), Ok(12));
+        assert_eq!(env.parse_or("MISSING", 5u32), Ok(5));
+        assert_eq!(env.parse_or("E", 5u32), Ok(5));
+        let err = env.parse_or("B", 5u32).unwrap_err();
+        assert!(err.to_string().contains("B is invalid"), "{err}");
+        assert_eq!(env.required("E"), Err(ConfigError::Missing { name: "E" }));
+        assert_eq!(env.list("L"), ["a", "b", "c", "d"]);
+        assert!(env.list("MISSING").is_empty());
+    }
+
+    #[test]
+    fn flags_are_strict() {
+        let env = Env::from_pairs([("T", "TRUE"), ("F", "0"), ("X", "maybe")]);
+        assert_eq!(env.flag("T"), Ok(true));
+        assert_eq!(env.flag("F"), Ok(false));
+        assert_eq!(env.flag("UNSET"), Ok(false));
+        assert!(env.flag("X").is_err());
+    }
+
+    #[test]
+    fn debug_lists_names_not_values() {
+        let env = Env::from_pairs([("CALLBACK_TOKENS", "s3cr3t-value")]);
+        let dbg = format!("{env:?}");
+        assert!(dbg.contains("CALLBACK_TOKENS") && !dbg.contains("s3cr3t"));
+    }
+
+    #[test]
+    fn range_check_names_the_variable() {
+        assert_eq!(in_range("P", 8, 5..=5120), Ok(8));
+        assert!(
+            in_range("P", 4, 5..=5120)
+                .unwrap_err()
+                .to_string()
+                .contains("P is invalid")
+        );
+    }
+
+    // --- the domain's readers ---
+
+    #[test]
+    fn from_env_requires_a_scheme_or_explicit_none() {
+        let err = Verifier::from_env(&Env::from_pairs([])).unwrap_err();
+        assert!(err.to_string().contains("CALLBACK_AUTH"), "{err}");
+
+        let v = Verifier::from_env(&Env::from_pairs([("CALLBACK_AUTH", "none")])).unwrap();
+        assert!(v.is_unauthenticated());
+
+        let err = Verifier::from_env(&Env::from_pairs([
+            ("CALLBACK_AUTH", "none"),
+            ("CALLBACK_TOKENS", TOKEN),
+        ]))
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                name: "CALLBACK_AUTH",
+                ..
+            }
+        ));
+        assert!(Verifier::from_env(&Env::from_pairs([("CALLBACK_AUTH", "off")])).is_err());
+
+        let v = Verifier::from_env(&Env::from_pairs([
+            (
+                "CALLBACK_TOKENS",
+                "tok-aaaaaaaaaaaaaaaa, tok-bbbbbbbbbbbbbbbb",
+            ),
+            ("UPSTREAM_HMAC_SECRETS", "upstream-secret-0123456789"),
+            ("STANDARD_WEBHOOKS_SECRETS", SW_SECRET),
+            ("SIGNATURE_TOLERANCE_SECS", "60"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            v.enabled_schemes(),
+            [
+                Scheme::Token,
+                Scheme::UpstreamHmac,
+                Scheme::StandardWebhooks
+            ]
+        );
+        assert_eq!(v.tokens.len(), 2);
+        assert_eq!(v.tolerance_secs, 60);
+    }
+
+    #[test]
+    fn from_env_rejects_weak_or_malformed_secrets_without_echoing_them() {
+        let err = Verifier::from_env(&Env::from_pairs([("CALLBACK_TOKENS", "short-secret")]))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                name: "CALLBACK_TOKENS",
+                ..
+            }
+        ));
+        assert!(!err.to_string().contains("short-secret"));
+        let err = Verifier::from_env(&Env::from_pairs([(
+            "STANDARD_WEBHOOKS_SECRETS",
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        )]))
+        .unwrap_err();
+        assert!(err.to_string().contains("whsec_"), "{err}");
+        assert!(!err.to_string().contains("MfKQ9r8"));
+        let err = Verifier::from_env(&Env::from_pairs([
+            ("CALLBACK_TOKENS", TOKEN),
+            ("SIGNATURE_TOLERANCE_SECS", "0"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("SIGNATURE_TOLERANCE_SECS"));
+        assert!(!format!("{:?}", token_verifier()).contains(TOKEN));
+    }
+
+    #[test]
+    fn url_policy_from_env() {
+        let p = UrlPolicy::from_env(&Env::from_pairs([
+            ("VIDEO_URL_ALLOWED_HOSTS", "cdn.example.com, *.example.org"),
+            ("VIDEO_URL_ALLOW_HTTP", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(p.allowed_hosts.len(), 2);
+        assert!(p.allow_http && !p.allow_loopback);
+        let err = UrlPolicy::from_env(&Env::from_pairs([("VIDEO_URL_ALLOWED_HOSTS", "bad host/")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("VIDEO_URL_ALLOWED_HOSTS"));
+    }
+}

@@ -1,0 +1,8 @@
+//! The Lambda edge: configuration read once from the environment, JSON logs, the HTTP
+//! error/response shape both HTTP functions share, and the AWS SDK clients.
+
+#[cfg(any(feature = "dynamodb", feature = "s3"))]
+pub mod aws;
+pub mod config;
+pub mod http;
+pub mod telemetry;

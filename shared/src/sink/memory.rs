@@ -1,0 +1,299 @@
+//! An in-memory [`VideoSink`] that records every object, upload and part, checks a
+//! completion the way S3 does (parts 1..n, each as uploaded), and can be told to fail a
+//! given part, the start, the completion, the abort, the put or the metadata copy. For
+//! unit tests of the transfer; integration tests run against an S3-protocol server.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{MultipartUpload, ObjectMeta, SinkError, UploadedPart, VideoSink};
+
+/// How an object came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Put,
+    Multipart { parts: usize },
+}
+
+/// A completed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub bytes: Vec<u8>,
+    pub meta: ObjectMeta,
+    pub written: Written,
+}
+
+/// Which calls fail (each as a [`SinkError`], as after the SDK's own retries).
+#[derive(Debug, Clone, Default)]
+struct Faults {
+    part: Option<i32>,
+    start: bool,
+    complete: bool,
+    abort: bool,
+    put: bool,
+    replace_metadata: bool,
+    part_delay: Duration,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    objects: HashMap<String, StoredObject>,
+    open: HashMap<String, OpenUpload>,
+    aborted: Vec<String>,
+    next_id: u64,
+    faults: Faults,
+}
+
+#[derive(Debug)]
+struct OpenUpload {
+    key: String,
+    meta: ObjectMeta,
+    parts: BTreeMap<i32, Bytes>,
+}
+
+/// Videos in memory, shared by its clones.
+#[derive(Debug, Clone)]
+pub struct MemoryVideoSink {
+    bucket: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl Default for MemoryVideoSink {
+    fn default() -> Self {
+        Self::new("videos")
+    }
+}
+
+fn fail(operation: &'static str) -> SinkError {
+    SinkError {
+        operation,
+        source: "injected failure".into(),
+    }
+}
+
+impl MemoryVideoSink {
+    pub fn new(bucket: impl Into<String>) -> Self {
+        Self {
+            bucket: bucket.into(),
+            state: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `UploadPart` number `n` fails (every time).
+    pub fn fail_part(&self, n: i32) -> &Self {
+        self.lock().faults.part = Some(n);
+        self
+    }
+
+    pub fn fail_start(&self) -> &Self {
+        self.lock().faults.start = true;
+        self
+    }
+
+    pub fn fail_complete(&self) -> &Self {
+        self.lock().faults.complete = true;
+        self
+    }
+
+    pub fn fail_abort(&self) -> &Self {
+        self.lock().faults.abort = true;
+        self
+    }
+
+    pub fn fail_put(&self) -> &Self {
+        self.lock().faults.put = true;
+        self
+    }
+
+    pub fn fail_replace_metadata(&self) -> &Self {
+        self.lock().faults.replace_metadata = true;
+        self
+    }
+
+    /// Each part upload takes this long (to keep parts in flight).
+    pub fn delay_parts(&self, delay: Duration) -> &Self {
+        self.lock().faults.part_delay = delay;
+        self
+    }
+
+    /// The completed object under `key`.
+    pub fn object(&self, key: &str) -> Option<StoredObject> {
+        self.lock().objects.get(key).cloned()
+    }
+
+    /// Multipart uploads neither completed nor aborted.
+    pub fn open_uploads(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.lock().open.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Upload ids aborted so far, in order.
+    pub fn aborted(&self) -> Vec<String> {
+        self.lock().aborted.clone()
+    }
+
+    /// Uploads ever started.
+    pub fn uploads_started(&self) -> u64 {
+        self.lock().next_id
+    }
+}
+
+impl VideoSink for MemoryVideoSink {
+    type Upload = MemoryUpload;
+
+    async fn put(&self, key: &str, body: Bytes, meta: &ObjectMeta) -> Result<(), SinkError> {
+        let mut state = self.lock();
+        if state.faults.put {
+            return Err(fail("PutObject"));
+        }
+        state.objects.insert(
+            key.to_owned(),
+            StoredObject {
+                bytes: body.to_vec(),
+                meta: meta.clone(),
+                written: Written::Put,
+            },
+        );
+        Ok(())
+    }
+
+    async fn start(&self, key: &str, meta: &ObjectMeta) -> Result<MemoryUpload, SinkError> {
+        let mut state = self.lock();
+        if state.faults.start {
+            return Err(fail("CreateMultipartUpload"));
+        }
+        state.next_id += 1;
+        let id = format!("upload-{}", state.next_id);
+        state.open.insert(
+            id.clone(),
+            OpenUpload {
+                key: key.to_owned(),
+                meta: meta.clone(),
+                parts: BTreeMap::new(),
+            },
+        );
+        Ok(MemoryUpload {
+            id: id.into(),
+            state: Arc::clone(&self.state),
+        })
+    }
+
+    async fn replace_metadata(&self, key: &str, meta: &ObjectMeta) -> Result<(), SinkError> {
+        let mut state = self.lock();
+        if state.faults.replace_metadata {
+            return Err(fail("CopyObject"));
+        }
+        let object = state.objects.get_mut(key).ok_or_else(|| SinkError {
+            operation: "CopyObject",
+            source: format!("no object {key}").into(),
+        })?;
+        object.meta = meta.clone();
+        Ok(())
+    }
+
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+}
+
+/// A multipart upload of a [`MemoryVideoSink`].
+#[derive(Debug, Clone)]
+pub struct MemoryUpload {
+    id: Arc<str>,
+    state: Arc<Mutex<State>>,
+}
+
+impl MemoryUpload {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl MultipartUpload for MemoryUpload {
+    async fn upload_part(&self, number: i32, body: Bytes) -> Result<UploadedPart, SinkError> {
+        let delay = self.lock().faults.part_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let mut state = self.lock();
+        if state.faults.part == Some(number) {
+            return Err(fail("UploadPart"));
+        }
+        let upload = state.open.get_mut(&*self.id).ok_or_else(|| SinkError {
+            operation: "UploadPart",
+            source: "no such upload (completed or aborted)".into(),
+        })?;
+        let etag = format!("\"{}-{}\"", number, body.len());
+        upload.parts.insert(number, body);
+        Ok(UploadedPart {
+            number,
+            etag,
+            checksum_crc32c: None,
+        })
+    }
+
+    async fn complete(&self, mut parts: Vec<UploadedPart>) -> Result<(), SinkError> {
+        let mut state = self.lock();
+        if state.faults.complete {
+            return Err(fail("CompleteMultipartUpload"));
+        }
+        let invalid = |why: String| SinkError {
+            operation: "CompleteMultipartUpload",
+            source: why.into(),
+        };
+        let upload = state
+            .open
+            .remove(&*self.id)
+            .ok_or_else(|| invalid("no such upload".into()))?;
+        parts.sort_by_key(|p| p.number);
+        let numbers: Vec<i32> = parts.iter().map(|p| p.number).collect();
+        let expected: Vec<i32> = (1..).take(upload.parts.len()).collect();
+        let bodies: Vec<&Bytes> = upload.parts.values().collect();
+        let consistent = numbers == expected
+            && upload.parts.keys().copied().eq(expected.iter().copied())
+            && parts
+                .iter()
+                .zip(&bodies)
+                .all(|(p, b)| p.etag == format!("\"{}-{}\"", p.number, b.len()))
+            && bodies.iter().all(|b| !b.is_empty());
+        if !consistent {
+            let why = format!("parts {numbers:?} do not match the uploaded {expected:?}");
+            state.open.insert(self.id.to_string(), upload);
+            return Err(invalid(why));
+        }
+        let bytes = bodies.iter().flat_map(|b| b.iter().copied()).collect();
+        state.objects.insert(
+            upload.key,
+            StoredObject {
+                bytes,
+                meta: upload.meta,
+                written: Written::Multipart {
+                    parts: numbers.len(),
+                },
+            },
+        );
+        Ok(())
+    }
+
+    async fn abort(&self) -> Result<(), SinkError> {
+        let mut state = self.lock();
+        if state.faults.abort {
+            return Err(fail("AbortMultipartUpload"));
+        }
+        state.open.remove(&*self.id);
+        state.aborted.push(self.id.to_string());
+        Ok(())
+    }
+
+    fn upload_id(&self) -> &str {
+        &self.id
+    }
+}
