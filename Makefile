@@ -11,9 +11,11 @@ test: ## Unit, integration and end-to-end tests (starts and stops its own stack)
 stop: ## Stop a stack started in the background (stack.py start)
 	python3 infra/local/stack.py stop
 
-lint: ## Format, clippy and template checks, as CI runs them
+lint: ## Format, clippy, unused dependencies and template checks, as CI runs them
+	bash infra/setup.sh --lint
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo machete
 	cfn-lint template.yaml
 
 bench-ingest: ## Ingest throughput and memory vs curl and rclone (docs/benchmarks.md)

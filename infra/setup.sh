@@ -13,3 +13,9 @@ python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ig
 if command -v pyenv >/dev/null; then pyenv rehash; fi
 
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+
+# `make lint` (and CI) also checks for unused dependencies; cargo-machete reads the sources
+# only, so it works offline once installed from crates.io (about a minute to build).
+if [ "${1:-}" = "--lint" ] && ! cargo machete --version >/dev/null 2>&1; then
+    cargo install --locked --quiet cargo-machete@0.9.2
+fi

@@ -26,12 +26,7 @@ async fn status(client: &reqwest::Client, stack: &Stack, task_id: &str) -> (u16,
 async fn post_callback(client: &reqwest::Client, stack: &Stack, task_id: &str, video_url: &str) {
     let body = json!({"code": 200, "msg": "MP4 generated successfully.",
                       "data": {"task_id": task_id, "video_url": video_url}});
-    let response = client
-        .post(stack.var("CALLBACK_URL"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = stack.post_callback(client, &body).await;
     assert_eq!(response.status(), 200);
 }
 
@@ -53,13 +48,7 @@ async fn callback_to_stored_video_to_presigned_download() {
         .unwrap();
     let server = VideoServer::start(0).await;
     let video = Video::new(13 * MIB + 321, 42);
-    let url = server.route(
-        "/e2e.mp4",
-        Behaviour::Serve {
-            video,
-            content_type: "video/mp4",
-        },
-    );
+    let url = server.serve("/e2e.mp4", video);
     let task_id = unique_task_id("e2e");
 
     assert_eq!(

@@ -13,7 +13,6 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 use shared::Timestamp;
 use shared::domain::task::{DEFAULT_TASK_TTL, FailureReason, Task, TaskStatus};
-use shared::fetch::client::guarded_client;
 use shared::fetch::http::HttpOrigin;
 use shared::lambda::config::Env;
 use shared::sink::s3::S3VideoSink;
@@ -42,14 +41,8 @@ fn ingest(stack: &Stack, extra: &[(&str, &str)]) -> LocalIngest {
     ];
     pairs.extend_from_slice(extra);
     let config = IngestConfig::from_env(&Env::from_pairs(pairs)).unwrap();
-    let client = guarded_client(config.url_policy.clone(), config.fetch_timeouts).unwrap();
-    let origin = HttpOrigin::new(client, config.url_policy.clone(), config.source);
-    Ingest::new(
-        stack.direct_task_store(),
-        S3VideoSink::new(stack.s3(), stack.bucket()),
-        origin,
-        config,
-    )
+    let sink = S3VideoSink::new(stack.s3(), stack.bucket());
+    Ingest::over_http(stack.direct_task_store(), sink, config).unwrap()
 }
 
 /// Records a `received` task for `url` and returns the stream event announcing it.
@@ -153,13 +146,7 @@ async fn a_multipart_video_arrives_byte_for_byte() {
     let stack = Stack::load();
     let server = VideoServer::start(0).await;
     let video = Video::new(23 * MIB + 12_345, 1);
-    let url = server.route(
-        "/big.mp4",
-        Behaviour::Serve {
-            video,
-            content_type: "video/mp4",
-        },
-    );
+    let url = server.serve("/big.mp4", video);
     let (task, event) = received_task(&stack, "multipart", &url).await;
     assert!(
         deliver(&ingest(&stack, &[]), &event, "inv-1")
@@ -350,13 +337,7 @@ async fn a_video_over_the_limit_fails_without_leftovers() {
     let stack = Stack::load();
     let server = VideoServer::start(0).await;
     let video = Video::new(11 * MIB, 6);
-    let url = server.route(
-        "/big.mp4",
-        Behaviour::Serve {
-            video,
-            content_type: "video/mp4",
-        },
-    );
+    let url = server.serve("/big.mp4", video);
     let (task, event) = received_task(&stack, "too-large", &url).await;
     deliver(
         &ingest(&stack, &[("MAX_VIDEO_BYTES", "10485760")]),
@@ -440,13 +421,7 @@ async fn two_concurrent_ingests_of_one_task_download_it_once() {
     let stack = Stack::load();
     let server = VideoServer::start(0).await;
     let video = Video::new(9 * MIB, 8);
-    let url = server.route(
-        "/twice.mp4",
-        Behaviour::Serve {
-            video,
-            content_type: "video/mp4",
-        },
-    );
+    let url = server.serve("/twice.mp4", video);
     let (task, event) = received_task(&stack, "twice", &url).await;
     let (a, b) = (ingest(&stack, &[]), ingest(&stack, &[]));
     let (fa, fb) = tokio::join!(deliver(&a, &event, "inv-a"), deliver(&b, &event, "inv-b"));

@@ -35,12 +35,7 @@ async fn a_callback_is_recorded_and_a_repeat_is_a_duplicate() {
     // A failure callback: recorded as failed, so the stream pump has nothing to ingest.
     let body =
         json!({"code": 500, "msg": "server error", "data": {"task_id": id, "video_url": null}});
-    let response = http()
-        .post(stack.var("CALLBACK_URL"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = stack.post_callback(&http(), &body).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.json::<Value>().await.unwrap(),
@@ -53,12 +48,7 @@ async fn a_callback_is_recorded_and_a_repeat_is_a_duplicate() {
     assert_eq!(stored["status"], AttributeValue::S("failed".into()));
     assert_eq!(stored["upstream_code"], AttributeValue::N("500".into()));
 
-    let response = http()
-        .post(stack.var("CALLBACK_URL"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = stack.post_callback(&http(), &body).await;
     assert_eq!(
         response.json::<Value>().await.unwrap(),
         json!({"status": "duplicate", "task_id": id})
@@ -114,12 +104,7 @@ async fn unverified_or_invalid_requests_write_nothing() {
     assert_eq!(response.status(), 415);
 
     let bad = json!({"code": 200, "data": {"task_id": id, "video_url": "ftp://cdn.example/v.mp4"}});
-    let response = client
-        .post(stack.var("CALLBACK_URL"))
-        .json(&bad)
-        .send()
-        .await
-        .unwrap();
+    let response = stack.post_callback(&client, &bad).await;
     assert_eq!(response.status(), 400);
     assert_eq!(
         response.json::<Value>().await.unwrap()["error"],

@@ -85,6 +85,20 @@ impl Stack {
         )
     }
 
+    /// POSTs `body` as JSON to the receiver's callback URL (with the stack's token).
+    pub async fn post_callback(
+        &self,
+        client: &reqwest::Client,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        client
+            .post(self.var("CALLBACK_URL"))
+            .json(body)
+            .send()
+            .await
+            .expect("POST to the receiver")
+    }
+
     /// The table no stream pump watches: for tests that drive the store or the ingest
     /// handler themselves (the running ingest function must not race them).
     pub fn direct_table(&self) -> &str {

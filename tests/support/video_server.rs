@@ -104,6 +104,17 @@ impl VideoServer {
         self.url(path)
     }
 
+    /// Serves `video` at `path` as `video/mp4`, honouring `Range`; returns its URL.
+    pub fn serve(&self, path: &str, video: Video) -> String {
+        self.route(
+            path,
+            Behaviour::Serve {
+                video,
+                content_type: "video/mp4",
+            },
+        )
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -9,6 +9,8 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use lambda_runtime::{Error, LambdaEvent};
 use shared::Timestamp;
 use shared::fetch::Origin;
+use shared::fetch::client::BuildError;
+use shared::fetch::http::HttpOrigin;
 use shared::sink::VideoSink;
 use shared::store::TaskStore;
 use shared::store::dynamodb::task_from_image;
@@ -107,6 +109,18 @@ impl<S: TaskStore, K: VideoSink, O: Origin> Ingest<S, K, O> {
     }
 }
 
+impl<S: TaskStore, K: VideoSink> Ingest<S, K, HttpOrigin> {
+    /// Reads videos over HTTP, through the SSRF guard `config` describes.
+    pub fn over_http(store: S, sink: K, config: IngestConfig) -> Result<Self, BuildError> {
+        let origin = HttpOrigin::new(
+            config.url_policy.clone(),
+            config.fetch_timeouts,
+            config.source,
+        )?;
+        Ok(Self::new(store, sink, origin, config))
+    }
+}
+
 /// The invocation's deadline, which is also the lease's: the runtime's, or
 /// `now + local_emulator_budget` when the runtime's is already past. LOCAL EMULATOR ONLY:
 /// cargo lambda watch sends a fixed deadline in 1970; Lambda never sends a past one.
@@ -134,8 +148,6 @@ mod tests {
     use serde_json::Value;
     use shared::TaskId;
     use shared::domain::task::{ClaimDecision, DEFAULT_TASK_TTL, FailureReason, Task, TaskStatus};
-    use shared::fetch::client::guarded_client;
-    use shared::fetch::http::HttpOrigin;
     use shared::lambda::config::Env;
     use shared::test_support::fixtures::DYNAMODB_STREAM_RECEIVED as FIXTURE;
     use shared::test_support::{MemoryTaskStore, MemoryVideoSink, stream_event, success};
@@ -156,14 +168,12 @@ mod tests {
         ];
         pairs.extend_from_slice(extra);
         let config = IngestConfig::from_env(&Env::from_pairs(pairs)).unwrap();
-        let client = guarded_client(config.url_policy.clone(), config.fetch_timeouts).unwrap();
-        let origin = HttpOrigin::new(client, config.url_policy.clone(), config.source);
-        Ingest::new(
+        Ingest::over_http(
             MemoryTaskStore::default(),
             MemoryVideoSink::default(),
-            origin,
             config,
         )
+        .unwrap()
     }
 
     /// A stream event with `task`'s image `copies` times, sequence numbers increasing.

@@ -12,8 +12,6 @@ use aws_lambda_events::event::dynamodb::Event;
 use ingest::config::IngestConfig;
 use ingest::handler::Ingest;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::fetch::client::guarded_client;
-use shared::fetch::http::HttpOrigin;
 use shared::lambda::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config};
 use shared::lambda::config::Env;
 use shared::lambda::telemetry;
@@ -48,9 +46,7 @@ async fn main() -> Result<(), Error> {
         s3_client(&sdk, config.s3_force_path_style),
         config.bucket_name.clone(),
     );
-    let client = guarded_client(config.url_policy.clone(), config.fetch_timeouts)?;
-    let origin = HttpOrigin::new(client, config.url_policy.clone(), config.source);
-    let ingest = Arc::new(Ingest::new(store, sink, origin, config));
+    let ingest = Arc::new(Ingest::over_http(store, sink, config)?);
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
         let ingest = Arc::clone(&ingest);

@@ -14,6 +14,9 @@ use reqwest::redirect;
 
 use crate::domain::ssrf::{Blocked, UrlPolicy};
 
+/// Why the guarded client could not be built (TLS backend initialisation).
+pub type BuildError = reqwest::Error;
+
 /// Redirects followed at most.
 pub const MAX_REDIRECTS: usize = 5;
 

@@ -12,6 +12,7 @@ use reqwest::header::{
 use tracing::{info, warn};
 use url::Url;
 
+use super::client::{BuildError, FetchTimeouts, guarded_client};
 use super::{Origin, ResumeMismatch, SourceError, VideoSource};
 use crate::domain::backoff::Backoff;
 use crate::domain::ssrf::UrlPolicy;
@@ -95,13 +96,18 @@ pub struct HttpOrigin {
 }
 
 impl HttpOrigin {
-    /// `client` must be the guarded one ([`super::client::guarded_client`]) built for `policy`.
-    pub fn new(client: reqwest::Client, policy: UrlPolicy, settings: SourceSettings) -> Self {
-        Self {
-            client,
+    /// Builds the SSRF-guarded client for `policy` ([`guarded_client`]): no source is ever
+    /// read through any other.
+    pub fn new(
+        policy: UrlPolicy,
+        timeouts: FetchTimeouts,
+        settings: SourceSettings,
+    ) -> Result<Self, BuildError> {
+        Ok(Self {
+            client: guarded_client(policy.clone(), timeouts)?,
             policy,
             settings,
-        }
+        })
     }
 }
 

@@ -7,7 +7,7 @@
 //! ```
 //! Prints `ready <addr>` and then, per path, `<path> <bytes> <sha256>`; serves until killed.
 
-use integration_tests::video_server::{Behaviour, Video, VideoServer};
+use integration_tests::video_server::{Video, VideoServer};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,13 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (path, size) = spec.split_once('=').ok_or("expected <path>=<bytes>")?;
         let (bytes, seed) = size.split_once(':').unwrap_or((size, "1"));
         let video = Video::new(bytes.parse()?, seed.parse()?);
-        server.route(
-            path,
-            Behaviour::Serve {
-                video,
-                content_type: "video/mp4",
-            },
-        );
+        server.serve(path, video);
         videos.push((path.to_owned(), video));
     }
     println!("ready {}", server.addr());
