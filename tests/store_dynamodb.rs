@@ -204,8 +204,12 @@ async fn update_expressions_match_the_reference_semantics() {
         other => panic!("expected a conflict, got {other:?}"),
     }
     let owner = Lease::new("inv-1", lease);
-    let progressed =
-        apply_and_compare(&store, &claimed, owner.progress(1 << 26, Timestamp::now())).await;
+    let progressed = apply_and_compare(
+        &store,
+        &claimed,
+        owner.renew(1 << 26, lease, Timestamp::now()),
+    )
+    .await;
     // Another owner cannot write an outcome.
     let intruder = Lease::new("inv-2", lease).fail(
         FailureReason::NotMp4,

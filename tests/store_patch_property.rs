@@ -152,7 +152,8 @@ impl Run {
                 }
             }
             Op::Progress { owner, bytes } => {
-                let patch = self.lease(owner).progress(bytes.into(), self.now);
+                let until = self.now.saturating_add(Duration::from_secs(90));
+                let patch = self.lease(owner).renew(bytes.into(), until, self.now);
                 self.both(&self.id, &patch).await?;
             }
             Op::Store { owner, bytes } => {

@@ -4,7 +4,8 @@
 //! - [`domain`]: pure and synchronous (envelope, task id, task record and transitions,
 //!   verification, URL policy, clock);
 //! - ports and adapters: [`store`] (task records; DynamoDB), [`sink`] (videos; S3),
-//!   [`fetch`] (the video source; the SSRF-guarded HTTP client);
+//!   [`fetch`] (the video source; the SSRF-guarded HTTP client), [`upstream`] (the
+//!   upstream's task API), [`inbox`] (callbacks spilled while the store is down);
 //! - [`usecase`]: what a function does, written against the ports;
 //! - [`lambda`]: the Lambda edge (configuration readers, telemetry, HTTP responses, SDK
 //!   clients);
@@ -16,11 +17,13 @@
 pub mod domain;
 #[cfg(feature = "fetch")]
 pub mod fetch;
+pub mod inbox;
 pub mod lambda;
 pub mod sink;
 pub mod store;
 #[cfg(feature = "test-support")]
 pub mod test_support;
+pub mod upstream;
 pub mod usecase;
 
 pub use domain::clock::Timestamp;

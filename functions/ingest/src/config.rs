@@ -6,7 +6,7 @@ use shared::domain::backoff::Backoff;
 use shared::domain::ssrf::UrlPolicy;
 use shared::fetch::client::FetchTimeouts;
 use shared::fetch::http::SourceSettings;
-use shared::lambda::config::{ConfigError, Env, FromEnv, TaskTtl};
+use shared::lambda::config::{ConfigError, Env, FromEnv, TaskTtl, UpstreamApiSettings};
 
 use crate::transfer::{MIN_PART_SIZE, ProgressPolicy, TransferSettings};
 
@@ -35,6 +35,13 @@ pub struct IngestConfig {
     pub transfer: TransferSettings,
     /// `MAX_ATTEMPTS` (5): claims of one task before it fails as `max_attempts_exceeded`.
     pub max_attempts: u32,
+    /// `LEASE_SECS` (120): how long a claim or a renewal holds the task. Renewed by
+    /// progress and a heartbeat every third of it, never past the invocation's deadline;
+    /// a dead invocation's task is re-driven by the reconciler once it runs out.
+    pub lease_for: Duration,
+    /// `UPSTREAM_API_BASE`, `UPSTREAM_API_KEY`: asked once for a fresh URL when a video
+    /// URL has expired (401/403/410).
+    pub upstream_api: Option<UpstreamApiSettings>,
     /// `DEADLINE_MARGIN_SECS` (20): time kept back from the invocation's deadline to
     /// abort the upload and record the outcome.
     pub deadline_margin: Duration,
@@ -90,6 +97,8 @@ impl IngestConfig {
                 },
             },
             max_attempts: env.ranged("MAX_ATTEMPTS", 5u32, 1..=100)?,
+            lease_for: Duration::from_secs(env.ranged("LEASE_SECS", 120u64, 2..=900)?),
+            upstream_api: FromEnv::from_env(env)?,
             deadline_margin: Duration::from_secs(margin),
             task_ttl: TaskTtl::from_env(env)?.0,
             local_emulator_budget: Duration::from_secs(fallback),

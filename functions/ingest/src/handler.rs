@@ -8,13 +8,15 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::{Error, LambdaEvent};
 use shared::Timestamp;
+use shared::domain::task::{FailureReason, Patch};
 use shared::fetch::Origin;
 use shared::fetch::client::BuildError;
 use shared::fetch::http::HttpOrigin;
 use shared::sink::VideoSink;
-use shared::store::TaskStore;
-use shared::store::dynamodb::task_from_image;
-use tokio::time::Instant;
+use shared::store::dynamodb::{image_identity, task_from_image};
+use shared::store::{Applied, TaskStore};
+use shared::upstream::http::HttpUpstream;
+use shared::upstream::{NoUpstream, UpstreamApi};
 use tracing::{Instrument, error, field, info, info_span, warn};
 
 use crate::config::IngestConfig;
@@ -22,8 +24,8 @@ use crate::ingest_task::{Invocation, RecordOutcome, Skipped, TaskIngest, skip};
 
 /// The ingest function: the use case and its dependencies, built once per cold start.
 #[derive(Debug)]
-pub struct Ingest<S, K, O> {
-    tasks: TaskIngest<S, K, O>,
+pub struct Ingest<S, K, O, U = NoUpstream> {
+    tasks: TaskIngest<S, K, O, U>,
 }
 
 impl<S: TaskStore, K: VideoSink, O: Origin> Ingest<S, K, O> {
@@ -33,6 +35,29 @@ impl<S: TaskStore, K: VideoSink, O: Origin> Ingest<S, K, O> {
                 store,
                 sink,
                 origin,
+                upstream: NoUpstream,
+                config,
+            },
+        }
+    }
+}
+
+impl<S: TaskStore, K: VideoSink, O: Origin, U: UpstreamApi> Ingest<S, K, O, U> {
+    /// Asks `upstream` for fresh URLs when one expires.
+    pub fn with_upstream<V: UpstreamApi>(self, upstream: V) -> Ingest<S, K, O, V> {
+        let TaskIngest {
+            store,
+            sink,
+            origin,
+            config,
+            ..
+        } = self.tasks;
+        Ingest {
+            tasks: TaskIngest {
+                store,
+                sink,
+                origin,
+                upstream,
                 config,
             },
         }
@@ -43,6 +68,11 @@ impl<S: TaskStore, K: VideoSink, O: Origin> Ingest<S, K, O> {
         &self.tasks.store
     }
 
+    /// The video sink (tests read what was written).
+    pub fn sink(&self) -> &K {
+        &self.tasks.sink
+    }
+
     /// Handles one batch. Records are processed in order; from the first one that must
     /// be retried, it and every later record are reported as failures (the stream
     /// resumes from the lowest failed sequence number anyway).
@@ -50,16 +80,12 @@ impl<S: TaskStore, K: VideoSink, O: Origin> Ingest<S, K, O> {
         let (event, context) = event.into_parts();
         let now = Timestamp::now();
         let config = &self.tasks.config;
-        // The invocation cannot outlive its deadline, so neither does its lease.
-        let lease_until = lease_deadline(context.deadline, now, config.local_emulator_budget);
+        // The invocation cannot outlive its deadline, so neither does any lease it takes.
+        let deadline = lease_deadline(context.deadline, now, config.local_emulator_budget);
+        let invocation = Invocation::new(context.request_id.clone(), deadline, now, config);
         let remaining = Duration::from_millis(
-            u64::try_from(lease_until.as_millis() - now.as_millis()).unwrap_or(0),
+            u64::try_from(deadline.as_millis() - now.as_millis()).unwrap_or(0),
         );
-        let invocation = Invocation {
-            owner: context.request_id.clone(),
-            lease_until,
-            transfer_deadline: Instant::now() + remaining.saturating_sub(config.deadline_margin),
-        };
         info!(
             request_id = %context.request_id,
             records = event.records.len(),
@@ -98,26 +124,78 @@ impl<S: TaskStore, K: VideoSink, O: Origin> Ingest<S, K, O> {
         }
         let task = match task_from_image(record.change.new_image.clone()) {
             Ok(task) => task,
-            Err(e) => {
-                // Retrying cannot fix the image; the record stays in the table for the reconciler.
-                error!(outcome = "skipped", reason = Skipped::MalformedImage.as_str(), error = %e, "stream image is not a task");
-                return RecordOutcome::Skipped(Skipped::MalformedImage);
-            }
+            // Retrying cannot fix the image: the task fails with the reason instead.
+            Err(e) => return self.fail_unreadable(record, &e.to_string()).await,
         };
         tracing::Span::current().record("task_id", task.task_id.as_str());
         self.tasks.ingest(task, invocation).await
     }
+
+    /// A record nothing can read becomes `failed` (`unreadable_record`), never silently
+    /// skipped; the write is conditional on the revision the image shows.
+    async fn fail_unreadable(&self, record: &EventRecord, detail: &str) -> RecordOutcome {
+        let reason = FailureReason::UnreadableRecord;
+        let Some((task_id, revision)) =
+            image_identity(&record.change.keys, &record.change.new_image)
+        else {
+            error!(
+                outcome = "skipped",
+                reason = reason.as_str(),
+                error = detail,
+                "stream record names no valid task id; nothing can be written"
+            );
+            return RecordOutcome::Failed(reason);
+        };
+        tracing::Span::current().record("task_id", task_id.as_str());
+        let patch = Patch::fail_unreadable(
+            revision,
+            detail,
+            Timestamp::now(),
+            self.tasks.config.task_ttl,
+        );
+        match self.tasks.store.apply(&task_id, &patch).await {
+            Ok(Applied::Done(_)) => {
+                error!(
+                    outcome = "failed",
+                    reason = reason.as_str(),
+                    error = detail,
+                    "stream image is not a task; failed it"
+                );
+                RecordOutcome::Failed(reason)
+            }
+            Ok(Applied::Conflict(_)) => {
+                warn!(
+                    error = detail,
+                    "unreadable image was superseded by a newer write"
+                );
+                RecordOutcome::Skipped(Skipped::NotReceived)
+            }
+            Err(e) => {
+                error!(outcome = "retry", error = %e, "could not fail the unreadable task");
+                RecordOutcome::Retry
+            }
+        }
+    }
 }
 
-impl<S: TaskStore, K: VideoSink> Ingest<S, K, HttpOrigin> {
-    /// Reads videos over HTTP, through the SSRF guard `config` describes.
+impl<S: TaskStore, K: VideoSink> Ingest<S, K, HttpOrigin, Option<HttpUpstream>> {
+    /// Reads videos over HTTP, through the SSRF guard `config` describes, and asks the
+    /// upstream's API (when configured) for fresh URLs.
     pub fn over_http(store: S, sink: K, config: IngestConfig) -> Result<Self, BuildError> {
         let origin = HttpOrigin::new(
             config.url_policy.clone(),
             config.fetch_timeouts,
             config.source,
         )?;
-        Ok(Self::new(store, sink, origin, config))
+        let upstream = match &config.upstream_api {
+            Some(api) => Some(HttpUpstream::new(
+                api.base.clone(),
+                api.key.clone(),
+                api.allow_http,
+            )?),
+            None => None,
+        };
+        Ok(Ingest::new(store, sink, origin, config).with_upstream(upstream))
     }
 }
 
@@ -154,7 +232,7 @@ mod tests {
 
     const TASK: &str = "taskId_774b9aa0422f";
 
-    type TestIngest = Ingest<MemoryTaskStore, MemoryVideoSink, HttpOrigin>;
+    type TestIngest = Ingest<MemoryTaskStore, MemoryVideoSink, HttpOrigin, Option<HttpUpstream>>;
 
     /// The real HTTP source; a memory sink (these tests never get as far as writing, and
     /// if one did, nothing would leave the process).

@@ -3,6 +3,11 @@
 //! slot, so memory stays near `(concurrency + 1) × part_size` whatever the video's size.
 //! The SHA-256 of the whole stream is computed as it passes. Any failure drains the
 //! in-flight parts and aborts the multipart upload: nothing half-written stays behind.
+//!
+//! The copy stops at the deadline or when the lease is lost ([`Limits`]), but the commit
+//! (the put, or `CompleteMultipartUpload`, and the metadata that follows) is never cut
+//! short: S3 may finish a commit it was not waited for, and a completed object must be
+//! either recorded or removed. A commit that fails removes the object.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -105,8 +110,14 @@ pub enum TransferError {
     NotMp4,
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The commit failed; the object it may have left was removed.
+    #[error("commit failed: {0}")]
+    Commit(#[source] SinkError),
     #[error("the invocation's deadline arrived after {0} bytes")]
     Deadline(u64),
+    /// Another invocation took the task over (the lease was lost).
+    #[error("the lease was lost after {0} bytes")]
+    Stopped(u64),
     /// A part upload's task panicked or was cancelled.
     #[error("a part upload task did not finish: {0}")]
     PartTask(String),
@@ -121,7 +132,12 @@ impl TransferError {
         match self {
             Self::Source(e) => e.failure_reason(),
             Self::NotMp4 => Some(FailureReason::NotMp4),
-            Self::Sink(_) | Self::Deadline(_) | Self::PartTask(_) | Self::Bookkeeping(_) => None,
+            Self::Sink(_)
+            | Self::Commit(_)
+            | Self::Deadline(_)
+            | Self::Stopped(_)
+            | Self::PartTask(_)
+            | Self::Bookkeeping(_) => None,
         }
     }
 }
@@ -132,6 +148,55 @@ pub struct Destination<'a, K> {
     pub sink: &'a K,
     pub key: &'a str,
     pub task_id: &'a TaskId,
+    /// [`source_fingerprint`] of the URL the bytes come from, kept on the object.
+    pub source: &'a str,
+}
+
+/// Object metadata: the task, the source it came from, and (once complete) its length
+/// and SHA-256, by which a later attempt recognises a finished upload.
+pub mod meta {
+    pub const TASK_ID: &str = "task-id";
+    pub const SOURCE: &str = "source";
+    pub const SHA256: &str = "sha256";
+    pub const BYTES: &str = "bytes";
+}
+
+/// A stable name for a source URL that reveals nothing of it (signed URLs carry
+/// credentials): its SHA-256.
+pub fn source_fingerprint(url: &Url) -> String {
+    hex(&Sha256::digest(url.as_str().as_bytes()))
+}
+
+/// When the copy must stop: the deadline, or the lease lost.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub deadline: Instant,
+    pub stop: Stop,
+}
+
+/// Told to stop (another invocation holds the task now).
+#[derive(Debug, Clone)]
+pub struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    /// A stop and the switch that triggers it.
+    pub fn new() -> (tokio::sync::watch::Sender<bool>, Self) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (tx, Self(rx))
+    }
+
+    /// One that never triggers.
+    pub fn never() -> Self {
+        Self::new().1
+    }
+
+    async fn stopped(&self) {
+        let mut rx = self.0.clone();
+        // A dropped switch can no longer stop anything.
+        if rx.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Where the bytes come from.
@@ -141,17 +206,17 @@ pub struct Source<'a, O> {
     pub url: &'a Url,
 }
 
-/// Copies `source` to `destination` before `deadline`.
+/// Copies `source` to `destination` within `limits`.
 pub async fn transfer<O: Origin, K: VideoSink, P: Progress>(
     source: &Source<'_, O>,
     destination: &Destination<'_, K>,
     settings: &TransferSettings,
-    deadline: Instant,
+    limits: &Limits,
     progress: &P,
 ) -> Result<Transferred, TransferError> {
     let mut restarts = 0;
     loop {
-        match attempt(source, destination, settings, deadline, progress).await {
+        match attempt(source, destination, settings, limits, progress).await {
             Ok(done) => return Ok(Transferred { restarts, ..done }),
             Err(TransferError::Source(SourceError::CannotResume { offset, mismatch }))
                 if restarts < settings.max_restarts =>
@@ -174,15 +239,17 @@ async fn abort<U: MultipartUpload>(upload: &U) {
     }
 }
 
-/// Awaits `fut` unless the deadline comes first.
+/// Awaits `fut` unless the deadline comes first or the lease is lost. Never for a commit.
 async fn within<T>(
-    deadline: Instant,
+    limits: &Limits,
     bytes: u64,
     fut: impl Future<Output = T>,
 ) -> Result<T, TransferError> {
-    tokio::time::timeout_at(deadline, fut)
-        .await
-        .map_err(|_| TransferError::Deadline(bytes))
+    tokio::select! {
+        result = fut => Ok(result),
+        () = tokio::time::sleep_until(limits.deadline) => Err(TransferError::Deadline(bytes)),
+        () = limits.stop.stopped() => Err(TransferError::Stopped(bytes)),
+    }
 }
 
 /// One pass from byte 0. On failure nothing is left behind: the running parts are
@@ -191,49 +258,59 @@ async fn attempt<O: Origin, K: VideoSink, P: Progress>(
     source: &Source<'_, O>,
     destination: &Destination<'_, K>,
     settings: &TransferSettings,
-    deadline: Instant,
+    limits: &Limits,
     progress: &P,
 ) -> Result<Transferred, TransferError> {
     let mut parts = PartUploads::new(settings.concurrency);
-    let result = copy(
-        source,
-        destination,
-        settings,
-        deadline,
-        progress,
-        &mut parts,
-    )
-    .await;
-    if result.is_err() {
+    let result = copy(source, destination, settings, limits, progress, &mut parts).await;
+    if let Err(e) = &result {
         parts.cancel().await;
         if let Some(upload) = parts.upload.take() {
             abort(&upload).await;
         }
+        // A failed commit may still have left an object (S3 finished what we stopped
+        // hearing about): remove it, so nothing unrecorded stays.
+        if matches!(e, TransferError::Commit(_)) {
+            remove(destination).await;
+        }
     }
     result
+}
+
+async fn remove<K: VideoSink>(destination: &Destination<'_, K>) {
+    match destination.sink.delete(destination.key).await {
+        Ok(()) => info!(key = destination.key, "object of a failed commit removed"),
+        // Not recorded, and the next attempt overwrites the same key.
+        Err(e) => {
+            warn!(key = destination.key, error = %e, "could not remove the object of a failed commit")
+        }
+    }
 }
 
 async fn copy<O: Origin, K: VideoSink, P: Progress>(
     source: &Source<'_, O>,
     destination: &Destination<'_, K>,
     settings: &TransferSettings,
-    deadline: Instant,
+    limits: &Limits,
     progress: &P,
     parts: &mut PartUploads<K::Upload>,
 ) -> Result<Transferred, TransferError> {
     let part_size = settings.part_size;
     let meta = ObjectMeta {
         content_type: VIDEO_CONTENT_TYPE.into(),
-        metadata: vec![("task-id".into(), destination.task_id.to_string())],
+        metadata: vec![
+            (meta::TASK_ID.into(), destination.task_id.to_string()),
+            (meta::SOURCE.into(), destination.source.to_owned()),
+        ],
     };
-    let mut reader = within(deadline, 0, source.origin.open(source.url)).await??;
+    let mut reader = within(limits, 0, source.origin.open(source.url)).await??;
     let mut hasher = Sha256::new();
     let mut buffer = parts.buffer(part_size);
     let mut sniffed = false;
     let mut next_part: i32 = 1;
     let mut clock = ProgressClock::new(settings.progress, Instant::now());
 
-    while let Some(chunk) = within(deadline, reader.offset(), reader.next_chunk()).await?? {
+    while let Some(chunk) = within(limits, reader.offset(), reader.next_chunk()).await?? {
         hasher.update(&chunk);
         let mut rest: &[u8] = &chunk;
         while !rest.is_empty() {
@@ -250,7 +327,7 @@ async fn copy<O: Origin, K: VideoSink, P: Progress>(
             if buffer.len() == part_size {
                 if parts.upload.is_none() {
                     let started = within(
-                        deadline,
+                        limits,
                         reader.offset(),
                         destination.sink.start(destination.key, &meta),
                     )
@@ -258,7 +335,7 @@ async fn copy<O: Origin, K: VideoSink, P: Progress>(
                     parts.upload = Some(started);
                 }
                 let part = std::mem::take(&mut buffer).freeze();
-                within(deadline, reader.offset(), parts.dispatch(next_part, part)).await??;
+                within(limits, reader.offset(), parts.dispatch(next_part, part)).await??;
                 next_part += 1;
                 // Taken after the dispatch got its slot: a finished part has returned its
                 // buffer by then, so the same few buffers circulate.
@@ -276,36 +353,36 @@ async fn copy<O: Origin, K: VideoSink, P: Progress>(
     let bytes = reader.offset();
     let sha256 = hex(&hasher.finalize());
     let mut final_meta = meta.clone();
-    final_meta.metadata.push(("sha256".into(), sha256.clone()));
+    final_meta.metadata.extend([
+        (meta::SHA256.into(), sha256.clone()),
+        (meta::BYTES.into(), bytes.to_string()),
+    ]);
 
     let part_count = match parts.upload.clone() {
         None => {
-            within(
-                deadline,
-                bytes,
-                destination
-                    .sink
-                    .put(destination.key, buffer.freeze(), &final_meta),
-            )
-            .await??;
+            // The commit of a small video.
+            let body = buffer.freeze();
+            let put = destination.sink.put(destination.key, body, &final_meta);
+            put.await.map_err(TransferError::Commit)?;
             0
         }
         Some(upload) => {
             if !buffer.is_empty() {
-                within(deadline, bytes, parts.dispatch(next_part, buffer.freeze())).await??;
+                within(limits, bytes, parts.dispatch(next_part, buffer.freeze())).await??;
             }
-            let uploaded = within(deadline, bytes, parts.finish()).await??;
+            let uploaded = within(limits, bytes, parts.finish()).await??;
             let count = uploaded.len();
-            within(deadline, bytes, upload.complete(uploaded)).await??;
+            // The commit: not cut short by the deadline (the margin is kept for it).
+            upload
+                .complete(uploaded)
+                .await
+                .map_err(TransferError::Commit)?;
             // The whole-stream hash is known only now; metadata can only change by copy.
-            within(
-                deadline,
-                bytes,
-                destination
-                    .sink
-                    .replace_metadata(destination.key, &final_meta),
-            )
-            .await??;
+            destination
+                .sink
+                .replace_metadata(destination.key, &final_meta)
+                .await
+                .map_err(TransferError::Commit)?;
             count
         }
     };
@@ -513,17 +590,29 @@ mod tests {
         deadline: Instant,
         progress: &Reports,
     ) -> Result<Transferred, TransferError> {
+        run_stoppable(origin, sink, deadline, progress, Stop::never()).await
+    }
+
+    async fn run_stoppable(
+        origin: &ScriptedOrigin,
+        sink: &MemoryVideoSink,
+        deadline: Instant,
+        progress: &Reports,
+        stop: Stop,
+    ) -> Result<Transferred, TransferError> {
         let url = Url::parse("https://cdn.example/v.mp4").unwrap();
         let task_id = task_id();
+        let source = source_fingerprint(&url);
         transfer(
             &Source { origin, url: &url },
             &Destination {
                 sink,
                 key: "videos/t-1.mp4",
                 task_id: &task_id,
+                source: &source,
             },
             &settings(),
-            deadline,
+            &Limits { deadline, stop },
             progress,
         )
         .await
@@ -555,6 +644,9 @@ mod tests {
         let meta: std::collections::HashMap<_, _> = object.meta.metadata.into_iter().collect();
         assert_eq!(meta.get("sha256"), Some(&sha(bytes)));
         assert_eq!(meta.get("task-id").map(String::as_str), Some("t-1"));
+        assert_eq!(meta.get("bytes"), Some(&bytes.len().to_string()));
+        let url = Url::parse("https://cdn.example/v.mp4").unwrap();
+        assert_eq!(meta.get("source"), Some(&source_fingerprint(&url)));
         assert_eq!(object.meta.content_type, VIDEO_CONTENT_TYPE);
         assert!(sink.open_uploads().is_empty(), "{:?}", sink.open_uploads());
     }
@@ -776,7 +868,7 @@ mod tests {
         sink.fail_put();
         assert!(matches!(
             run(&origin, &sink).await,
-            Err(TransferError::Sink(_))
+            Err(TransferError::Commit(_))
         ));
         assert_nothing_left(&sink);
 
@@ -786,9 +878,87 @@ mod tests {
         sink.fail_complete();
         let err = run(&origin, &sink).await.unwrap_err();
         assert!(
-            matches!(&err, TransferError::Sink(e) if e.operation == "CompleteMultipartUpload"),
+            matches!(&err, TransferError::Commit(e) if e.operation == "CompleteMultipartUpload"),
             "{err}"
         );
+        assert_eq!(sink.aborted().len(), 1);
+        assert_eq!(
+            sink.deleted(),
+            ["videos/t-1.mp4"],
+            "whatever S3 finished is removed"
+        );
+        assert_nothing_left(&sink);
+    }
+
+    #[tokio::test]
+    async fn a_failed_metadata_copy_removes_the_completed_object() {
+        let big = video(2 * PART + 9);
+        let origin = ScriptedOrigin::new([chunks(&big, 1000, None)]);
+        let sink = MemoryVideoSink::default();
+        sink.fail_replace_metadata();
+        let err = run(&origin, &sink).await.unwrap_err();
+        assert!(
+            matches!(&err, TransferError::Commit(e) if e.operation == "CopyObject"),
+            "{err}"
+        );
+        assert_eq!(sink.deleted(), ["videos/t-1.mp4"]);
+        assert_nothing_left(&sink);
+    }
+
+    #[tokio::test]
+    async fn the_commit_is_not_cut_short_by_the_deadline() {
+        // Parts (and so the commit) take longer than the time left at the last byte.
+        let bytes = video(3 * PART);
+        let origin = ScriptedOrigin::new([chunks(&bytes, 1000, None)]);
+        let sink = MemoryVideoSink::default();
+        sink.delay_parts(Duration::from_millis(150));
+        let progress = Reports(AtomicUsize::new(0));
+        let started = Instant::now();
+        let result = run_with(
+            &origin,
+            &sink,
+            started + Duration::from_millis(600),
+            &progress,
+        )
+        .await;
+        match result {
+            // Either the deadline came while parts were still uploading (nothing was
+            // committed, the upload aborted)…
+            Err(TransferError::Deadline(_)) => assert_nothing_left(&sink),
+            // …or the commit ran to its end, even past the deadline.
+            Ok(done) => {
+                assert_eq!(done.parts, 3);
+                assert_stored(&sink, &bytes, Written::Multipart { parts: 3 });
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_stops_the_copy_and_aborts() {
+        let bytes = video(6 * PART);
+        let mut steps = chunks(&bytes[..2 * PART + 7], 1000, None);
+        steps.push(Step::Stall(Duration::from_secs(30)));
+        steps.extend(chunks(&bytes[2 * PART + 7..], 1000, None));
+        let origin = ScriptedOrigin::new([steps]);
+        let sink = MemoryVideoSink::default();
+        let progress = Reports(AtomicUsize::new(0));
+        let (switch, stop) = Stop::new();
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            switch.send(true).unwrap();
+            switch
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let err = run_stoppable(&origin, &sink, deadline, &progress, stop)
+            .await
+            .unwrap_err();
+        drop(stopper.await.unwrap());
+        assert!(
+            matches!(err, TransferError::Stopped(n) if n == 2 * PART as u64 + 7),
+            "{err}"
+        );
+        assert_eq!(err.failure_reason(), None);
         assert_eq!(sink.aborted().len(), 1);
         assert_nothing_left(&sink);
     }

@@ -23,19 +23,47 @@ pub struct ReceiverConfig {
     pub store_deadline: Duration,
     /// `TASK_TTL_DAYS`, default 30.
     pub task_ttl: Duration,
+    /// `BUCKET_NAME`: where callbacks are spilled (under `inbox/`) when the table cannot
+    /// take them; without it such a callback is answered 503.
+    pub inbox_bucket: Option<String>,
+    /// `SPILL_DEADLINE_MS`, default 3 s: time allowed for the spill after the store's
+    /// deadline (both stay inside the function's 10 s and the sender's 15 s).
+    pub spill_deadline: Duration,
+    /// `S3_FORCE_PATH_STYLE` (local S3-protocol servers).
+    pub s3_force_path_style: bool,
 }
 
 impl ReceiverConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let max_body_bytes = env.ranged("MAX_BODY_BYTES", 64 * 1024, 256..=6 * 1024 * 1024)?;
         let deadline_ms = env.ranged("STORE_DEADLINE_MS", 5_000u64, 100..=14_000)?;
+        let verifier = Verifier::from_env(env)?;
+        let url_policy = UrlPolicy::from_env(env)?;
+        // The upstream's signature covers the task id and the time, not the body: a
+        // captured request can be replayed with any video_url inside its window. With no
+        // other scheme, only an allowlist keeps such a URL from pointing anywhere.
+        if verifier.only_upstream_hmac() && url_policy.allowed_hosts.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "VIDEO_URL_ALLOWED_HOSTS",
+                reason: "required when upstream-hmac is the only verification scheme: its \
+                         signature does not cover video_url"
+                    .into(),
+            });
+        }
         Ok(Self {
             table_name: env.required("TABLE_NAME")?.to_owned(),
-            verifier: Verifier::from_env(env)?,
-            url_policy: UrlPolicy::from_env(env)?,
+            verifier,
+            url_policy,
             max_body_bytes,
             store_deadline: Duration::from_millis(deadline_ms),
             task_ttl: TaskTtl::from_env(env)?.0,
+            inbox_bucket: env.optional("BUCKET_NAME").map(str::to_owned),
+            spill_deadline: Duration::from_millis(env.ranged(
+                "SPILL_DEADLINE_MS",
+                3_000u64,
+                100..=9_000,
+            )?),
+            s3_force_path_style: env.flag("S3_FORCE_PATH_STYLE")?,
         })
     }
 }
@@ -75,6 +103,32 @@ mod tests {
             (1024, 250, 7 * 86_400)
         );
         assert!(c.url_policy.allow_http && c.verifier.is_unauthenticated());
+    }
+
+    #[test]
+    fn upstream_hmac_alone_needs_a_host_allowlist() {
+        let only_hmac = [
+            ("TABLE_NAME", "t"),
+            ("UPSTREAM_HMAC_SECRETS", "upstream-secret-0123456789"),
+        ];
+        let err = ReceiverConfig::from_env(&Env::from_pairs(only_hmac)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    name: "VIDEO_URL_ALLOWED_HOSTS",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let mut allowed = only_hmac.to_vec();
+        allowed.push(("VIDEO_URL_ALLOWED_HOSTS", "cdn.example.com"));
+        assert!(ReceiverConfig::from_env(&Env::from_pairs(allowed)).is_ok());
+        // With a scheme that covers the body (or the token) too, no allowlist is needed.
+        let mut with_token = only_hmac.to_vec();
+        with_token.push(("CALLBACK_TOKENS", "tok-0123456789abcdef"));
+        assert!(ReceiverConfig::from_env(&Env::from_pairs(with_token)).is_ok());
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `POST /callbacks/music-video`: verify, parse, record with one conditional write,
-//! answer. No other network call happens on this path.
+//! answer. No other network call happens on this path, except when the table cannot take
+//! the write: then the verified callback is spilled to the inbox and answered 200 only
+//! once that copy is durable (the reconciler replays it); 503 if both fail.
 
 use std::time::Instant;
 
@@ -8,19 +10,21 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use shared::domain::envelope::CallbackEnvelope;
 use shared::domain::verify::{CallbackRequest, Verified};
-use shared::lambda::http::{MethodNotAllowed, json_response, serve, within_deadline};
+use shared::inbox::{Inbox, NoInbox, Spilled};
+use shared::lambda::http::{MethodNotAllowed, Unavailable, json_response, serve, within_deadline};
 use shared::store::TaskStore;
 use shared::usecase::record_callback::{Recorded, record_callback};
 use shared::{TaskId, Timestamp};
-use tracing::info;
+use tracing::{error, info, warn};
 
 use crate::config::ReceiverConfig;
 use crate::error::ReceiveError;
 
-/// The receiver: its store and configuration, built once per cold start.
+/// The receiver: its store, its inbox and configuration, built once per cold start.
 #[derive(Debug)]
-pub struct Receiver<S> {
+pub struct Receiver<S, I = NoInbox> {
     store: S,
+    inbox: I,
     config: ReceiverConfig,
 }
 
@@ -36,13 +40,36 @@ pub struct CallbackAnswer {
 struct Accepted {
     task_id: TaskId,
     upstream_code: u16,
-    recorded: Recorded,
+    kept: Kept,
     verified: Verified,
+}
+
+/// Where an accepted callback is now.
+#[derive(Debug)]
+enum Kept {
+    Recorded(Recorded),
+    /// In the inbox under this key, for the reconciler to record.
+    Spilled(String),
 }
 
 impl<S: TaskStore> Receiver<S> {
     pub fn new(store: S, config: ReceiverConfig) -> Self {
-        Self { store, config }
+        Self {
+            store,
+            inbox: NoInbox,
+            config,
+        }
+    }
+}
+
+impl<S: TaskStore, I: Inbox> Receiver<S, I> {
+    /// Spills callbacks to `inbox` when the table cannot take them.
+    pub fn with_inbox<J: Inbox>(self, inbox: J) -> Receiver<S, J> {
+        Receiver {
+            store: self.store,
+            inbox,
+            config: self.config,
+        }
     }
 
     /// Handles one request. Always answers: errors become their HTTP response at the edge.
@@ -50,17 +77,35 @@ impl<S: TaskStore> Receiver<S> {
         let started = Instant::now();
         serve(request, |request| async move {
             let accepted = self.receive(&request, Timestamp::now()).await?;
-            info!(
-                outcome = outcome_name(accepted.recorded),
-                status = 200,
-                upstream_code = accepted.upstream_code,
-                scheme = accepted.verified.as_str(),
-                callback_count = accepted.recorded.callback_count(),
-                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-                "callback recorded"
-            );
+            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let status = match &accepted.kept {
+                Kept::Recorded(recorded) => {
+                    info!(
+                        outcome = outcome_name(*recorded),
+                        status = 200,
+                        upstream_code = accepted.upstream_code,
+                        scheme = accepted.verified.as_str(),
+                        callback_count = recorded.callback_count(),
+                        latency_ms,
+                        "callback recorded"
+                    );
+                    recorded.as_str()
+                }
+                Kept::Spilled(key) => {
+                    warn!(
+                        outcome = "spilled",
+                        status = 200,
+                        upstream_code = accepted.upstream_code,
+                        scheme = accepted.verified.as_str(),
+                        inbox_key = %key,
+                        latency_ms,
+                        "the task store could not take the callback; kept in the inbox"
+                    );
+                    "received"
+                }
+            };
             let answer = CallbackAnswer {
-                status: accepted.recorded.as_str(),
+                status,
                 task_id: accepted.task_id,
             };
             Ok::<_, ReceiveError>(json_response(StatusCode::OK, &answer))
@@ -98,14 +143,52 @@ impl<S: TaskStore> Receiver<S> {
             self.config.store_deadline,
             record_callback(&self.store, &envelope, now, self.config.task_ttl),
         )
-        .await?;
-
+        .await;
+        let kept = match recorded {
+            Ok(recorded) => Kept::Recorded(recorded),
+            Err(unavailable) => {
+                self.spill(&envelope, verified, body, now, unavailable)
+                    .await?
+            }
+        };
         Ok(Accepted {
             upstream_code: envelope.code(),
             task_id: envelope.task_id,
-            recorded,
+            kept,
             verified,
         })
+    }
+
+    /// The table did not take the write: keep the verified callback in the inbox, or
+    /// answer 503 (never 200 without a durable copy).
+    async fn spill(
+        &self,
+        envelope: &CallbackEnvelope,
+        verified: Verified,
+        body: &[u8],
+        now: Timestamp,
+        cause: Unavailable,
+    ) -> Result<Kept, ReceiveError> {
+        let spilled = Spilled {
+            task_id: envelope.task_id.clone(),
+            received_at: now,
+            scheme: verified.as_str().to_owned(),
+            body: body.to_vec(),
+        };
+        match tokio::time::timeout(self.config.spill_deadline, self.inbox.put(&spilled)).await {
+            Ok(Ok(key)) => {
+                warn!(error = %cause, "task store unavailable; spilling the callback");
+                Ok(Kept::Spilled(key))
+            }
+            Ok(Err(e)) => {
+                error!(error = %e, store_error = %cause, "could not spill the callback either");
+                Err(cause.into())
+            }
+            Err(_) => {
+                error!(store_error = %cause, "the spill did not finish in time either");
+                Err(cause.into())
+            }
+        }
     }
 }
 
@@ -143,14 +226,12 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
     use shared::TaskStatus;
-    use shared::domain::task::{Patch, Task};
     use shared::domain::verify::{
         UPSTREAM_SIGNATURE_HEADER, UPSTREAM_TIMESTAMP_HEADER, upstream_signature,
     };
     use shared::lambda::config::Env;
-    use shared::store::{Applied, Created, StoreError};
-    use shared::test_support::MemoryTaskStore;
     use shared::test_support::fixtures::APIGW_V2_CALLBACK as FIXTURE;
+    use shared::test_support::{MemoryInbox, MemoryTaskStore};
     const TOKEN: &str = "test-token-0123456789abcdef";
     const UPSTREAM_SECRET: &str = "upstream-secret-0123456789";
     const TASK: &str = "taskId_774b9aa0422f";
@@ -373,29 +454,72 @@ mod tests {
         );
     }
 
-    /// A store that never answers in time.
-    struct StalledStore;
-
-    impl TaskStore for StalledStore {
-        async fn create(&self, _: &Task) -> Result<Created, StoreError> {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            Ok(Created::New)
-        }
-        async fn apply(&self, _: &TaskId, _: &Patch) -> Result<Applied, StoreError> {
-            Ok(Applied::Conflict(None))
-        }
-        async fn get(&self, _: &TaskId) -> Result<Option<Task>, StoreError> {
-            Ok(None)
-        }
-    }
-
     #[tokio::test]
     async fn a_slow_store_is_a_503_at_the_deadline_not_a_hang() {
-        let r = Receiver::new(StalledStore, config(&[("STORE_DEADLINE_MS", "100")]));
+        // A store that never answers in time.
+        let stalled = MemoryTaskStore::default();
+        stalled.delay_calls(Duration::from_secs(30));
+        let r = Receiver::new(stalled, config(&[("STORE_DEADLINE_MS", "100")]));
         let started = Instant::now();
         let response = r.handle(event(|_| {})).await;
         assert_eq!(response.status(), 503);
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_store_spills_to_the_inbox_and_answers_200() {
+        let store = MemoryTaskStore::default();
+        store.set_unavailable(true);
+        let r = Receiver::new(store, config(&[])).with_inbox(MemoryInbox::default());
+        let response = r.handle(event(|_| {})).await;
+        assert_eq!(
+            (response.status().as_u16(), read(&response)),
+            (200, json!({"status": "received", "task_id": TASK}))
+        );
+        assert!(r.store.is_empty(), "nothing in the table…");
+        assert_eq!(r.inbox.len(), 1, "…but a durable copy in the inbox");
+        let page = r.inbox.list(10, None).await.unwrap();
+        let spilled = r.inbox.get(&page.keys[0]).await.unwrap().unwrap();
+        assert_eq!(spilled.task_id.as_str(), TASK);
+        assert_eq!(spilled.scheme, "token");
+        let fixture: Value = serde_json::from_str(FIXTURE).unwrap();
+        assert_eq!(spilled.body, fixture["body"].as_str().unwrap().as_bytes());
+    }
+
+    #[tokio::test]
+    async fn a_slow_store_spills_too_and_a_failing_inbox_is_a_503() {
+        let stalled = MemoryTaskStore::default();
+        stalled.delay_calls(Duration::from_secs(30));
+        let r = Receiver::new(stalled, config(&[("STORE_DEADLINE_MS", "100")]))
+            .with_inbox(MemoryInbox::default());
+        assert_eq!(r.handle(event(|_| {})).await.status(), 200);
+        assert_eq!(r.inbox.len(), 1);
+
+        let store = MemoryTaskStore::default();
+        store.set_unavailable(true);
+        let inbox = MemoryInbox::default();
+        inbox.set_failing(true);
+        let r = Receiver::new(store, config(&[])).with_inbox(inbox);
+        let response = r.handle(event(|_| {})).await;
+        assert_eq!(response.status(), 503, "never 200 without a durable copy");
+        assert_eq!(read(&response)["error"], "unavailable");
+        assert!(r.inbox.is_empty() && r.store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn refusals_are_never_spilled() {
+        let store = MemoryTaskStore::default();
+        store.set_unavailable(true);
+        let r = Receiver::new(store, config(&[])).with_inbox(MemoryInbox::default());
+        let response = r
+            .handle(event(|v| {
+                v["rawQueryString"] = "".into();
+                v["queryStringParameters"] = json!({});
+            }))
+            .await;
+        assert_eq!(response.status(), 401);
+        assert_eq!(r.handle(with_body(callback(200, None))).await.status(), 400);
+        assert!(r.inbox.is_empty());
     }
 
     #[tokio::test]

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_http::{Error, Request, service_fn};
-use shared::lambda::aws::{CallTimeouts, dynamodb_client, sdk_config};
+use shared::inbox::s3::S3Inbox;
+use shared::lambda::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config};
 use shared::lambda::config::Env;
 use shared::lambda::telemetry;
 use shared::store::dynamodb::DynamoTaskStore;
@@ -44,7 +45,15 @@ async fn main() -> Result<(), Error> {
         max_attempts: 3,
     };
     let store = DynamoTaskStore::new(dynamodb_client(&sdk, timeouts), config.table_name.clone());
-    let receiver = Arc::new(Receiver::new(store, config));
+    // Without an inbox bucket an unavailable table is answered 503, as before.
+    let inbox = config
+        .inbox_bucket
+        .clone()
+        .map(|bucket| S3Inbox::new(s3_client(&sdk, config.s3_force_path_style), bucket));
+    if inbox.is_none() {
+        warn!("BUCKET_NAME is not set: callbacks the table cannot take are answered 503");
+    }
+    let receiver = Arc::new(Receiver::new(store, config).with_inbox(inbox));
 
     lambda_http::run(service_fn(move |request: Request| {
         let receiver = Arc::clone(&receiver);

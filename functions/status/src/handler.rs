@@ -238,7 +238,12 @@ mod tests {
         };
         let task = advance(&s.store, &task, claim).await;
         let owner = Lease::new("inv", lease);
-        let task = advance(&s.store, &task, owner.progress(64 << 20, Timestamp::now())).await;
+        let task = advance(
+            &s.store,
+            &task,
+            owner.renew(64 << 20, lease, Timestamp::now()),
+        )
+        .await;
         let body = read(&s.handle(request(|_| {})).await);
         assert_eq!(
             (body["status"].as_str(), &body["progress"]["bytes_received"]),

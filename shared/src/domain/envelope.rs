@@ -137,19 +137,26 @@ pub fn probe_task_id(body: &[u8]) -> Option<String> {
         .map(|p| p.data.task_id)
 }
 
-/// An absolute http(s) URL without credentials, at most [`MAX_VIDEO_URL_LEN`] long.
-/// `Debug` and `Display` omit the query string (see [`VideoUrl::redacted`]).
+/// An absolute http(s) URL without credentials whose stored (normalised) form is at most
+/// [`MAX_VIDEO_URL_LEN`] long. `Debug` and `Display` omit the query string (see
+/// [`VideoUrl::redacted`]).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct VideoUrl(Url);
 
 impl VideoUrl {
-    /// Checks the URL's shape under `policy`: scheme (`allow_http`), host, no credentials.
+    /// Checks the URL's shape under `policy`: scheme (`allow_http`), host, no credentials,
+    /// and the length of what will be stored: the parser percent-encodes spaces and
+    /// non-ASCII, so the normalised form can be three times longer than the raw one.
     pub fn parse(raw: &str, policy: &UrlPolicy) -> Result<Self, VideoUrlError> {
+        // Cheap pre-check before parsing; the binding limit is on the normalised form.
         if raw.len() > MAX_VIDEO_URL_LEN {
             return Err(VideoUrlError::TooLong);
         }
         let url = Url::parse(raw).map_err(|_| VideoUrlError::Malformed)?;
+        if url.as_str().len() > MAX_VIDEO_URL_LEN {
+            return Err(VideoUrlError::TooLong);
+        }
         match url.scheme() {
             "https" => {}
             "http" if policy.allow_http => {}
@@ -188,16 +195,15 @@ impl VideoUrl {
 
 impl TryFrom<String> for VideoUrl {
     type Error = VideoUrlError;
-    /// Re-reading a stored URL: it was validated on the way in, possibly under a policy
-    /// that allowed http (local stacks), so only the shape is checked here.
+    /// Re-reading a stored URL is never stricter than writing it: it was validated on the
+    /// way in (possibly under a policy that allowed http, or an older limit), so only that
+    /// it is a URL with a host is checked; the SSRF guard judges it again at fetch time.
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(
-            &value,
-            &UrlPolicy {
-                allow_http: true,
-                ..UrlPolicy::default()
-            },
-        )
+        let url = Url::parse(&value).map_err(|_| VideoUrlError::Malformed)?;
+        if url.host().is_none() {
+            return Err(VideoUrlError::Malformed);
+        }
+        Ok(Self(url))
     }
 }
 
@@ -423,6 +429,42 @@ mod tests {
         };
         let body = json!({"code": 200, "data": {"task_id": "t", "video_url": "http://127.0.0.1:8090/v.mp4"}});
         assert!(CallbackEnvelope::parse(body.to_string().as_bytes(), &local).is_ok());
+    }
+
+    #[test]
+    fn the_length_limit_applies_to_the_stored_form() {
+        // 1 000 spaces are 1 000 raw characters but 3 000 stored ones ("%20").
+        let spaced = format!("https://cdn.example/{}.mp4", " ".repeat(1000));
+        assert!(spaced.len() < MAX_VIDEO_URL_LEN);
+        assert_eq!(
+            VideoUrl::parse(&spaced, &STRICT),
+            Err(VideoUrlError::TooLong)
+        );
+        let accented = format!("https://cdn.example/{}.mp4", "é".repeat(500));
+        assert_eq!(
+            VideoUrl::parse(&accented, &STRICT),
+            Err(VideoUrlError::TooLong)
+        );
+        // Whatever parse accepts is stored at most MAX_VIDEO_URL_LEN long.
+        let ok = format!("https://cdn.example/{}.mp4", " ".repeat(600));
+        let url = VideoUrl::parse(&ok, &STRICT).unwrap();
+        assert!(url.as_str().len() <= MAX_VIDEO_URL_LEN);
+    }
+
+    #[test]
+    fn reading_a_stored_url_is_never_stricter_than_writing_it() {
+        // Longer than today's limit (an older, looser limit), or plain http from a local
+        // stack: both read back.
+        let long = format!(
+            "https://cdn.example/{}.mp4",
+            "a".repeat(3 * MAX_VIDEO_URL_LEN)
+        );
+        let read: VideoUrl = serde_json::from_value(serde_json::json!(long)).unwrap();
+        assert_eq!(read.as_str(), long);
+        let http: VideoUrl =
+            serde_json::from_value(serde_json::json!("http://127.0.0.1:8090/v.mp4")).unwrap();
+        assert_eq!(http.as_url().scheme(), "http");
+        assert!(serde_json::from_value::<VideoUrl>(serde_json::json!("not a url")).is_err());
     }
 
     #[test]

@@ -87,6 +87,47 @@ fn validator(headers: &HeaderMap) -> Option<HeaderValue> {
         .cloned()
 }
 
+/// The first response's version of the object, which every resumed response must share.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Version {
+    etag: Option<HeaderValue>,
+    last_modified: Option<HeaderValue>,
+}
+
+impl Version {
+    fn of(headers: &HeaderMap) -> Self {
+        Self {
+            etag: headers.get(ETAG).cloned(),
+            last_modified: headers.get(LAST_MODIFIED).cloned(),
+        }
+    }
+
+    /// A resumed response that names a different version is a different object, however
+    /// its range looks (a server that ignores `If-Range`). A header it leaves out is not
+    /// held against it.
+    fn check(&self, resumed: &HeaderMap) -> Result<(), ResumeMismatch> {
+        for (header, first, now) in [
+            ("ETag", &self.etag, resumed.get(ETAG)),
+            (
+                "Last-Modified",
+                &self.last_modified,
+                resumed.get(LAST_MODIFIED),
+            ),
+        ] {
+            if let (Some(first), Some(now)) = (first, now)
+                && first != now
+            {
+                return Err(ResumeMismatch::ValidatorChanged {
+                    header,
+                    first: String::from_utf8_lossy(first.as_bytes()).into_owned(),
+                    now: String::from_utf8_lossy(now.as_bytes()).into_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Opens [`HttpSource`]s through the guarded client.
 #[derive(Debug, Clone)]
 pub struct HttpOrigin {
@@ -119,19 +160,34 @@ impl Origin for HttpOrigin {
     }
 }
 
-/// An open download.
+/// An open download. It ends only where the object's length is confirmed: the total a
+/// response declared (`Content-Length` of the full answer, or any `Content-Range`
+/// total), or, when none did, a final range probe answered `416 bytes */<offset>`.
 #[derive(Debug)]
 pub struct HttpSource {
     client: reqwest::Client,
     /// Where the first request ended up after redirects; resumes go straight there.
     url: Url,
-    response: reqwest::Response,
+    /// The response being read; `None` once the end is confirmed.
+    response: Option<reqwest::Response>,
     offset: u64,
+    /// The object's length, once any response declared it.
     total: Option<u64>,
+    /// Where the current response's bytes end (exclusive), when it declared that.
+    segment_end: Option<u64>,
     validator: Option<HeaderValue>,
+    version: Version,
     retries_used: u32,
     ranged_requests: u32,
     settings: SourceSettings,
+}
+
+/// What a request for the rest of the object found.
+enum Rest {
+    /// A response continuing at the offset: read it.
+    More(reqwest::Response),
+    /// Nothing is left: the length is confirmed.
+    End,
 }
 
 impl HttpSource {
@@ -195,7 +251,9 @@ impl HttpSource {
             client: client.clone(),
             url: response.url().clone(),
             validator: validator(response.headers()),
-            response,
+            version: Version::of(response.headers()),
+            segment_end: total,
+            response: Some(response),
             offset: 0,
             total,
             retries_used,
@@ -204,12 +262,25 @@ impl HttpSource {
         })
     }
 
-    /// The next bytes, `None` at the end. Broken connections are resumed transparently.
+    /// The next bytes, `None` at the (confirmed) end. Broken connections and responses
+    /// that end short of the declared length are resumed transparently.
     async fn read_chunk(&mut self) -> Result<Option<Bytes>, SourceError> {
         loop {
-            let cause = match self.response.chunk().await {
+            let Some(response) = self.response.as_mut() else {
+                return Ok(None);
+            };
+            let cause = match response.chunk().await {
                 Ok(Some(chunk)) => {
-                    self.offset += chunk.len() as u64;
+                    let offset = self.offset + chunk.len() as u64;
+                    if let Some(declared) = self.segment_end.into_iter().chain(self.total).min()
+                        && offset > declared
+                    {
+                        return Err(SourceError::CannotResume {
+                            offset: self.offset,
+                            mismatch: ResumeMismatch::Overrun { declared },
+                        });
+                    }
+                    self.offset = offset;
                     if self.offset > self.settings.max_bytes {
                         return Err(SourceError::TooLarge {
                             size: self.offset,
@@ -218,12 +289,31 @@ impl HttpSource {
                     }
                     return Ok(Some(chunk));
                 }
-                Ok(None) => match self.total {
-                    Some(expected) if self.offset < expected => SourceError::Truncated {
+                Ok(None) => match (self.segment_end, self.total) {
+                    (_, Some(total)) if self.offset == total => {
+                        self.response = None;
+                        return Ok(None);
+                    }
+                    // This response ended before the bytes it declared: it was cut.
+                    (Some(end), _) if self.offset < end => SourceError::Truncated {
                         received: self.offset,
-                        expected,
+                        expected: end,
                     },
-                    _ => return Ok(None),
+                    // A partial answer delivered all it declared and more remains: ask for
+                    // the rest (not a failure, so no retry is spent on it).
+                    (Some(_), Some(total)) => {
+                        self.fetch_rest(total).await?;
+                        continue;
+                    }
+                    (None, Some(total)) => SourceError::Truncated {
+                        received: self.offset,
+                        expected: total,
+                    },
+                    // Ended, no length known: the end is confirmed only by a probe.
+                    (_, None) => {
+                        self.probe_end().await?;
+                        continue;
+                    }
                 },
                 Err(e) => SourceError::Transport(e.without_url()),
             };
@@ -231,7 +321,8 @@ impl HttpSource {
         }
     }
 
-    /// Re-requests the rest of the object, with backoff, until a 206 continues it.
+    /// Re-requests the rest of the object after `cause`, with backoff, until a response
+    /// continues it (or confirms there is nothing left).
     async fn resume(&mut self, mut cause: SourceError) -> Result<(), SourceError> {
         loop {
             if self.retries_used >= self.settings.backoff.retries {
@@ -248,48 +339,173 @@ impl HttpSource {
             )
             .await;
             self.retries_used += 1;
-            self.ranged_requests += 1;
-
-            let mut request = self
-                .client
-                .get(self.url.clone())
-                .header(ACCEPT_ENCODING, "identity")
-                .header(RANGE, format!("bytes={}-", self.offset));
-            if let Some(v) = &self.validator {
-                request = request.header(IF_RANGE, v.clone());
-            }
-            let response = match request.send().await.map_err(SourceError::from_reqwest) {
-                Ok(r) => r,
-                Err(e) if e.is_transient() => {
-                    cause = e;
-                    continue;
-                }
+            match self.request_rest().await {
+                Ok(rest) => return self.adopt(rest),
+                Err(e) if e.is_transient() => cause = e,
                 Err(e) => return Err(e),
-            };
-            let status = response.status();
-            if status != StatusCode::PARTIAL_CONTENT && status != StatusCode::OK {
-                let err = SourceError::Status(status);
-                if err.is_transient() {
-                    cause = err;
-                    continue;
-                }
-                return Err(err);
             }
-            let content_range = response
-                .headers()
-                .get(CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok());
-            check_resume(self.offset, self.total, status.as_u16(), content_range).map_err(
-                |mismatch| SourceError::CannotResume {
-                    offset: self.offset,
-                    mismatch,
-                },
-            )?;
-            info!(offset = self.offset, "download resumed");
-            self.response = response;
-            return Ok(());
         }
     }
+
+    /// Asks for the rest after a partial answer that was complete in itself.
+    async fn fetch_rest(&mut self, total: u64) -> Result<(), SourceError> {
+        match self.request_rest().await {
+            Ok(Rest::End) if self.offset == total => {
+                self.response = None;
+                Ok(())
+            }
+            Ok(Rest::End) => Err(SourceError::CannotResume {
+                offset: self.offset,
+                mismatch: ResumeMismatch::TotalChanged {
+                    expected: total,
+                    got: Some(self.offset),
+                },
+            }),
+            Ok(rest) => self.adopt(rest),
+            Err(e) if e.is_transient() => self.resume(e).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The body ended and no length was ever declared (chunked, or close-delimited):
+    /// ask for what lies beyond. `416 bytes */<offset>` confirms the end; a `206` means
+    /// the body was cut short and goes on; anything else leaves the length unconfirmed.
+    async fn probe_end(&mut self) -> Result<(), SourceError> {
+        info!(
+            offset = self.offset,
+            "body ended without a declared length; probing the end"
+        );
+        match self.request_rest().await {
+            Ok(rest) => self.adopt(rest),
+            Err(e) if e.is_transient() => self.resume(e).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    fn adopt(&mut self, rest: Rest) -> Result<(), SourceError> {
+        match rest {
+            Rest::More(response) => {
+                info!(offset = self.offset, "download resumed");
+                self.response = Some(response);
+            }
+            Rest::End => {
+                info!(bytes = self.offset, "length confirmed by a range probe");
+                self.response = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// One `Range: bytes=<offset>-` request (with `If-Range`), checked: a `206` that
+    /// continues the same object, or a `416` (or a full answer of exactly our length)
+    /// that confirms the end. Learns the total and the segment from `Content-Range`.
+    async fn request_rest(&mut self) -> Result<Rest, SourceError> {
+        self.ranged_requests += 1;
+        let mut request = self
+            .client
+            .get(self.url.clone())
+            .header(ACCEPT_ENCODING, "identity")
+            .header(RANGE, format!("bytes={}-", self.offset));
+        if let Some(v) = &self.validator {
+            request = request.header(IF_RANGE, v.clone());
+        }
+        let response = request.send().await.map_err(SourceError::from_reqwest)?;
+        let cannot = |mismatch| SourceError::CannotResume {
+            offset: self.offset,
+            mismatch,
+        };
+        let content_range = response
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        match response.status() {
+            StatusCode::RANGE_NOT_SATISFIABLE => {
+                let total = content_range.as_deref().and_then(unsatisfied_total);
+                match total {
+                    Some(total) if total == self.offset => {
+                        self.total = Some(total);
+                        Ok(Rest::End)
+                    }
+                    // More exists than we have: the body was cut; the rest is asked for
+                    // on the next resume, now with a known total.
+                    Some(total) if total > self.offset => {
+                        self.check_total(total)?;
+                        self.total = Some(total);
+                        Err(SourceError::Truncated {
+                            received: self.offset,
+                            expected: total,
+                        })
+                    }
+                    Some(total) => Err(cannot(ResumeMismatch::Overrun { declared: total })),
+                    None => Err(SourceError::LengthUnconfirmed {
+                        received: self.offset,
+                        why: "416 without a `bytes */N` Content-Range".into(),
+                    }),
+                }
+            }
+            StatusCode::PARTIAL_CONTENT => {
+                check_resume(self.offset, self.total, 206, content_range.as_deref())
+                    .map_err(cannot)?;
+                self.version.check(response.headers()).map_err(cannot)?;
+                if let Some(range) = content_range.as_deref().and_then(parse_content_range) {
+                    if let Some(total) = range.total {
+                        self.check_total(total)?;
+                        self.total = Some(total);
+                    }
+                    self.segment_end = Some(range.end + 1);
+                }
+                Ok(Rest::More(response))
+            }
+            // Nothing received yet: a full answer is as good as a partial one.
+            StatusCode::OK if self.offset == 0 => {
+                self.total = response.content_length();
+                self.segment_end = self.total;
+                self.validator = validator(response.headers());
+                self.version = Version::of(response.headers());
+                Ok(Rest::More(response))
+            }
+            // The server ignores ranges: only a full answer exactly our length confirms
+            // the end; anything else means starting over.
+            StatusCode::OK => match response.content_length() {
+                Some(len) if len == self.offset && self.total.is_none_or(|t| t == len) => {
+                    self.total = Some(len);
+                    Ok(Rest::End)
+                }
+                Some(_) => Err(cannot(ResumeMismatch::NotPartial(200))),
+                None if self.total.is_none() => Err(SourceError::LengthUnconfirmed {
+                    received: self.offset,
+                    why: "the server ignores Range and declares no length".into(),
+                }),
+                None => Err(cannot(ResumeMismatch::NotPartial(200))),
+            },
+            status => Err(SourceError::Status(status)),
+        }
+    }
+
+    fn check_total(&self, total: u64) -> Result<(), SourceError> {
+        if total > self.settings.max_bytes {
+            return Err(SourceError::TooLarge {
+                size: total,
+                limit: self.settings.max_bytes,
+            });
+        }
+        match self.total {
+            Some(known) if known != total => Err(SourceError::CannotResume {
+                offset: self.offset,
+                mismatch: ResumeMismatch::TotalChanged {
+                    expected: known,
+                    got: Some(total),
+                },
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The `N` of a 416's `Content-Range: bytes */N`.
+fn unsatisfied_total(raw: &str) -> Option<u64> {
+    raw.trim().strip_prefix("bytes */")?.trim().parse().ok()
 }
 
 impl VideoSource for HttpSource {

@@ -63,6 +63,10 @@ pub enum SourceError {
         offset: u64,
         mismatch: ResumeMismatch,
     },
+    /// The source's length was never confirmed: no Content-Length, no Content-Range total,
+    /// and the final range probe was not answered `416` with `bytes */N`.
+    #[error("the length of the {received} bytes received could not be confirmed: {why}")]
+    LengthUnconfirmed { received: u64, why: String },
     #[error("gave up after {retries} retries; last error: {last}")]
     RetriesExhausted {
         retries: u32,
@@ -79,6 +83,7 @@ impl SourceError {
             Self::Status(status) => permanent_status(*status),
             Self::NotVideo(_) => Some(FailureReason::NotMp4),
             Self::TooLarge { .. } => Some(FailureReason::TooLarge),
+            Self::LengthUnconfirmed { .. } => Some(FailureReason::LengthUnconfirmed),
             Self::Transport(_)
             | Self::Truncated { .. }
             | Self::CannotResume { .. }
@@ -117,7 +122,7 @@ pub fn permanent_status(status: StatusCode) -> Option<FailureReason> {
 }
 
 /// Why a ranged response cannot continue a download.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResumeMismatch {
     #[error("the server answered {0} instead of 206")]
     NotPartial(u16),
@@ -127,6 +132,17 @@ pub enum ResumeMismatch {
     WrongStart { expected: u64, got: u64 },
     #[error("the total size changed from {expected} to {got:?}")]
     TotalChanged { expected: u64, got: Option<u64> },
+    /// The resumed response names another version of the object (`ETag` or
+    /// `Last-Modified`), even though `If-Range` asked for the same one.
+    #[error("the object changed: {header} was {first:?}, is now {now:?}")]
+    ValidatorChanged {
+        header: &'static str,
+        first: String,
+        now: String,
+    },
+    /// The server sent more bytes than the length it declared.
+    #[error("more bytes than the declared length ({declared})")]
+    Overrun { declared: u64 },
 }
 #[cfg(test)]
 mod tests {

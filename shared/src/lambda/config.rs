@@ -12,7 +12,9 @@ use crate::domain::secret::Secret;
 use crate::domain::ssrf::{HostPattern, UrlPolicy};
 use crate::domain::task::DEFAULT_TASK_TTL;
 use crate::domain::verify::standard_webhooks::decode_whsec;
-use crate::domain::verify::{DEFAULT_TOLERANCE, MIN_SECRET_BYTES, Verifier};
+use crate::domain::verify::{
+    DEFAULT_TOLERANCE, DEFAULT_UPSTREAM_TOLERANCE, MIN_SECRET_BYTES, Verifier,
+};
 
 /// Why the configuration is unusable. The function refuses to start on any of these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,8 +129,10 @@ pub trait FromEnv: Sized {
 
 impl FromEnv for Verifier {
     /// Reads `CALLBACK_TOKENS`, `UPSTREAM_HMAC_SECRETS`, `STANDARD_WEBHOOKS_SECRETS`,
-    /// `SIGNATURE_TOLERANCE_SECS` and `CALLBACK_AUTH`. No scheme configured is an error
-    /// unless `CALLBACK_AUTH=none`, which in turn refuses to coexist with secrets.
+    /// `SIGNATURE_TOLERANCE_SECS` (Standard Webhooks, 300), `UPSTREAM_HMAC_TOLERANCE_SECS`
+    /// (1800: the upstream's retries keep their first timestamp) and `CALLBACK_AUTH`. No
+    /// scheme configured is an error unless `CALLBACK_AUTH=none`, which in turn refuses to
+    /// coexist with secrets.
     fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let tokens = secrets_from(env, "CALLBACK_TOKENS", |raw| Ok(raw.as_bytes().to_vec()))?;
         let upstream = secrets_from(env, "UPSTREAM_HMAC_SECRETS", |raw| {
@@ -139,6 +143,11 @@ impl FromEnv for Verifier {
             "SIGNATURE_TOLERANCE_SECS",
             DEFAULT_TOLERANCE.as_secs(),
             1..=3600,
+        )?;
+        let upstream_tolerance = env.ranged(
+            "UPSTREAM_HMAC_TOLERANCE_SECS",
+            DEFAULT_UPSTREAM_TOLERANCE.as_secs(),
+            1..=7200,
         )?;
         let any_secret = !(tokens.is_empty() && upstream.is_empty() && standard.is_empty());
 
@@ -166,7 +175,8 @@ impl FromEnv for Verifier {
                 .with_tokens(tokens)
                 .with_upstream_hmac(upstream)
                 .with_standard_webhooks(standard)
-                .with_tolerance(Duration::from_secs(tolerance))),
+                .with_tolerance(Duration::from_secs(tolerance))
+                .with_upstream_tolerance(Duration::from_secs(upstream_tolerance))),
         }
     }
 }
@@ -215,6 +225,64 @@ impl FromEnv for UrlPolicy {
             allow_loopback: env.flag("VIDEO_URL_ALLOW_LOOPBACK")?,
             allowed_hosts,
         })
+    }
+}
+
+/// The upstream's task API: `UPSTREAM_API_BASE` (e.g. `https://api.example.com/`) and its
+/// `UPSTREAM_API_KEY` (a Bearer key). Both or neither; plain http only with
+/// `UPSTREAM_API_ALLOW_HTTP=true` (the local simulated upstream).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamApiSettings {
+    pub base: url::Url,
+    pub key: Secret,
+    pub allow_http: bool,
+}
+
+impl FromEnv for Option<UpstreamApiSettings> {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let (base, key) = match (
+            env.optional("UPSTREAM_API_BASE"),
+            env.optional("UPSTREAM_API_KEY"),
+        ) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(ConfigError::Missing {
+                    name: "UPSTREAM_API_KEY",
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Missing {
+                    name: "UPSTREAM_API_BASE",
+                });
+            }
+            (Some(base), Some(key)) => (base, key),
+        };
+        let invalid = |reason: String| ConfigError::Invalid {
+            name: "UPSTREAM_API_BASE",
+            reason,
+        };
+        // A trailing slash, so `join` appends the API path instead of replacing a segment.
+        let with_slash = if base.ends_with('/') {
+            base.to_owned()
+        } else {
+            format!("{base}/")
+        };
+        let base = url::Url::parse(&with_slash).map_err(|e| invalid(format!("{base:?}: {e}")))?;
+        let allow_http = env.flag("UPSTREAM_API_ALLOW_HTTP")?;
+        match base.scheme() {
+            "https" => {}
+            "http" if allow_http => {}
+            other => {
+                return Err(invalid(format!(
+                    "scheme {other:?}: https only (UPSTREAM_API_ALLOW_HTTP=true for local use)"
+                )));
+            }
+        }
+        Ok(Some(UpstreamApiSettings {
+            base,
+            key: Secret::new(key.as_bytes().to_vec()),
+            allow_http,
+        }))
     }
 }
 
@@ -338,6 +406,41 @@ mod tests {
         );
         assert_eq!(v.tokens.len(), 2);
         assert_eq!(v.tolerance_secs, 60);
+        assert_eq!(
+            v.upstream_tolerance_secs, 1800,
+            "the upstream's retries keep their timestamp"
+        );
+    }
+
+    #[test]
+    fn the_upstreams_retries_with_their_first_timestamp_are_accepted() {
+        use crate::domain::clock::Timestamp;
+        use crate::domain::verify::fixtures::{
+            BODY, NOW, UPSTREAM_KEY, now, req, sw_headers, sw_key, upstream_headers,
+        };
+        use crate::domain::verify::{Verified, standard_webhooks_signature};
+        let v = Verifier::from_env(&Env::from_pairs([
+            ("UPSTREAM_HMAC_SECRETS", "upstream-secret-0123456789"),
+            ("STANDARD_WEBHOOKS_SECRETS", SW_SECRET),
+        ]))
+        .unwrap();
+        // The third retry, ~21 minutes after the first try, with the first timestamp.
+        let late = Timestamp::from_secs(NOW + 21 * 60);
+        let h = upstream_headers(UPSTREAM_KEY, "taskId_774b9aa0422f", NOW);
+        assert_eq!(
+            v.verify(&req(None, &h, BODY), late),
+            Ok(Verified::By(Scheme::UpstreamHmac))
+        );
+        let stale = Timestamp::from_secs(NOW + 31 * 60);
+        assert!(v.verify(&req(None, &h, BODY), stale).is_err());
+        // Standard Webhooks keeps its ±5 minutes.
+        let sig = standard_webhooks_signature(&sw_key(), "msg_1", NOW, BODY);
+        let h = sw_headers("msg_1", NOW, &sig);
+        assert!(v.verify(&req(None, &h, BODY), now()).is_ok());
+        assert!(
+            v.verify(&req(None, &h, BODY), Timestamp::from_secs(NOW + 301))
+                .is_err()
+        );
     }
 
     #[test]
@@ -366,6 +469,44 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("SIGNATURE_TOLERANCE_SECS"));
         assert!(!format!("{:?}", token_verifier()).contains(TOKEN));
+    }
+
+    #[test]
+    fn upstream_api_settings_come_in_pairs_and_never_print_the_key() {
+        let none: Option<UpstreamApiSettings> = FromEnv::from_env(&Env::from_pairs([])).unwrap();
+        assert_eq!(none, None);
+        let some: Option<UpstreamApiSettings> = FromEnv::from_env(&Env::from_pairs([
+            ("UPSTREAM_API_BASE", "https://api.example.com/v"),
+            ("UPSTREAM_API_KEY", "sk-live-0123456789"),
+        ]))
+        .unwrap();
+        let some = some.unwrap();
+        assert_eq!(some.base.as_str(), "https://api.example.com/v/");
+        assert!(!format!("{some:?}").contains("sk-live"));
+        for (pairs, name) in [
+            (
+                vec![("UPSTREAM_API_BASE", "https://api.example.com")],
+                "UPSTREAM_API_KEY",
+            ),
+            (vec![("UPSTREAM_API_KEY", "k")], "UPSTREAM_API_BASE"),
+            (
+                vec![
+                    ("UPSTREAM_API_BASE", "http://127.0.0.1:1"),
+                    ("UPSTREAM_API_KEY", "k"),
+                ],
+                "UPSTREAM_API_BASE",
+            ),
+        ] {
+            let err = <Option<UpstreamApiSettings>>::from_env(&Env::from_pairs(pairs)).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let local: Option<UpstreamApiSettings> = FromEnv::from_env(&Env::from_pairs([
+            ("UPSTREAM_API_BASE", "http://127.0.0.1:8091"),
+            ("UPSTREAM_API_KEY", "k"),
+            ("UPSTREAM_API_ALLOW_HTTP", "true"),
+        ]))
+        .unwrap();
+        assert!(local.unwrap().allow_http);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{MultipartUpload, ObjectMeta, SinkError, UploadedPart, VideoSink};
+use super::{MultipartUpload, ObjectInfo, ObjectMeta, SinkError, UploadedPart, VideoSink};
 
 /// How an object came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,7 @@ struct Faults {
     abort: bool,
     put: bool,
     replace_metadata: bool,
+    delete: bool,
     part_delay: Duration,
 }
 
@@ -43,6 +44,7 @@ struct State {
     objects: HashMap<String, StoredObject>,
     open: HashMap<String, OpenUpload>,
     aborted: Vec<String>,
+    deleted: Vec<String>,
     next_id: u64,
     faults: Faults,
 }
@@ -115,6 +117,28 @@ impl MemoryVideoSink {
     pub fn fail_replace_metadata(&self) -> &Self {
         self.lock().faults.replace_metadata = true;
         self
+    }
+
+    pub fn fail_delete(&self) -> &Self {
+        self.lock().faults.delete = true;
+        self
+    }
+
+    /// Stores an object as if a put had written it (to seed what an earlier attempt left).
+    pub fn seed(&self, key: &str, bytes: Vec<u8>, meta: ObjectMeta) {
+        self.lock().objects.insert(
+            key.to_owned(),
+            StoredObject {
+                bytes,
+                meta,
+                written: Written::Put,
+            },
+        );
+    }
+
+    /// Keys deleted so far, in order.
+    pub fn deleted(&self) -> Vec<String> {
+        self.lock().deleted.clone()
     }
 
     /// Each part upload takes this long (to keep parts in flight).
@@ -196,6 +220,23 @@ impl VideoSink for MemoryVideoSink {
             source: format!("no object {key}").into(),
         })?;
         object.meta = meta.clone();
+        Ok(())
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, SinkError> {
+        Ok(self.lock().objects.get(key).map(|o| ObjectInfo {
+            bytes: o.bytes.len() as u64,
+            metadata: o.meta.metadata.clone(),
+        }))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), SinkError> {
+        let mut state = self.lock();
+        if state.faults.delete {
+            return Err(fail("DeleteObject"));
+        }
+        state.objects.remove(key);
+        state.deleted.push(key.to_owned());
         Ok(())
     }
 

@@ -26,6 +26,23 @@ pub struct ObjectMeta {
     pub metadata: Vec<(String, String)>,
 }
 
+/// What the sink holds under a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub bytes: u64,
+    /// User metadata (`x-amz-meta-*`).
+    pub metadata: Vec<(String, String)>,
+}
+
+impl ObjectInfo {
+    pub fn metadata(&self, name: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// One uploaded part, as `complete` needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadedPart {
@@ -71,6 +88,13 @@ pub trait VideoSink: Send + Sync {
         key: &str,
         meta: &ObjectMeta,
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// What is stored under `key`, if anything.
+    fn head(&self, key: &str)
+    -> impl Future<Output = Result<Option<ObjectInfo>, SinkError>> + Send;
+
+    /// Removes the object under `key` (absent is fine).
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), SinkError>> + Send;
 
     /// The bucket name, for the task record.
     fn bucket(&self) -> &str;

@@ -16,7 +16,7 @@ use aws_sdk_s3::types::{
 };
 use bytes::Bytes;
 
-use super::{MultipartUpload, ObjectMeta, SinkError, UploadedPart, VideoSink};
+use super::{MultipartUpload, ObjectInfo, ObjectMeta, SinkError, UploadedPart, VideoSink};
 
 /// Videos in one S3 bucket.
 #[derive(Debug, Clone)]
@@ -124,6 +124,38 @@ impl VideoSink for S3VideoSink {
             .send()
             .await
             .map_err(|e| sink_error("CopyObject", e))?;
+        Ok(())
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, SinkError> {
+        let result = self
+            .client
+            .head_object()
+            .bucket(&*self.bucket)
+            .key(key)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Some(ObjectInfo {
+                bytes: out
+                    .content_length
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0),
+                metadata: out.metadata.unwrap_or_default().into_iter().collect(),
+            })),
+            Err(SdkError::ServiceError(e)) if e.err().is_not_found() => Ok(None),
+            Err(e) => Err(sink_error("HeadObject", e)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), SinkError> {
+        self.client
+            .delete_object()
+            .bucket(&*self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| sink_error("DeleteObject", e))?;
         Ok(())
     }
 

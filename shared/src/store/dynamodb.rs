@@ -12,9 +12,14 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
-use super::{Applied, Created, StoreError, TaskStore};
+use super::{Applied, Created, Cursor, Listed, OpenPage, StoreError, TaskStore};
+use crate::domain::clock::Timestamp;
 use crate::domain::task::{Condition, Item, Patch, Task, TaskStatus, attr};
 use crate::domain::task_id::TaskId;
+
+/// The sparse global secondary index of open tasks (template.yaml): partition key
+/// `open_status`, sort key `updated_at`.
+pub const OPEN_TASKS_INDEX: &str = "open-tasks";
 
 /// An item as the SDK holds it.
 pub type DynamoItem = HashMap<String, AttributeValue>;
@@ -59,6 +64,45 @@ pub fn task_from_item(item: DynamoItem) -> Result<Task, StoreError> {
 /// A task from a stream record's image (the same decoding as a read).
 pub fn task_from_image(image: serde_dynamo::Item) -> Result<Task, StoreError> {
     serde_dynamo::from_item(image).map_err(|e| StoreError::Malformed(e.to_string()))
+}
+
+/// Which task an image that does not decode is about, and the revision it shows (if
+/// that much reads), so the task can still be failed with a reason.
+pub fn image_identity(
+    keys: &serde_dynamo::Item,
+    image: &serde_dynamo::Item,
+) -> Option<(TaskId, Option<u64>)> {
+    let task_id = [keys, image]
+        .into_iter()
+        .find_map(|item| match item.get(attr::TASK_ID) {
+            Some(serde_dynamo::AttributeValue::S(id)) => TaskId::parse(id).ok(),
+            _ => None,
+        })?;
+    let revision = match image.get(attr::REVISION) {
+        Some(serde_dynamo::AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
+    };
+    Some((task_id, revision))
+}
+
+/// A listed item: the task, or what is needed to fail it (see the memory store).
+fn listed(item: DynamoItem) -> Option<Listed> {
+    let task_id = match item.get(attr::TASK_ID) {
+        Some(AttributeValue::S(id)) => TaskId::parse(id).ok()?,
+        _ => return None,
+    };
+    let revision = match item.get(attr::REVISION) {
+        Some(AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
+    };
+    match task_from_item(item) {
+        Ok(task) => Some(Listed::Task(Box::new(task))),
+        Err(e) => Some(Listed::Unreadable {
+            task_id,
+            revision,
+            detail: e.to_string(),
+        }),
+    }
 }
 
 fn unavailable<E>(e: E) -> StoreError
@@ -201,6 +245,54 @@ impl TaskStore for DynamoTaskStore {
             },
             Err(other) => Err(unavailable(other)),
         }
+    }
+
+    async fn list_open(
+        &self,
+        status: TaskStatus,
+        changed_before: Timestamp,
+        limit: usize,
+        cursor: Option<&Cursor>,
+    ) -> Result<OpenPage, StoreError> {
+        let start = cursor.map(|c| {
+            c.0.iter()
+                .map(|(k, v)| (k.clone(), AttributeValue::S(v.clone())))
+                .collect::<DynamoItem>()
+        });
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OPEN_TASKS_INDEX)
+            .key_condition_expression("#open = :status AND #updated < :before")
+            .expression_attribute_names("#open", attr::OPEN_STATUS)
+            .expression_attribute_names("#updated", attr::UPDATED_AT)
+            .expression_attribute_values(":status", AttributeValue::S(status.as_str().into()))
+            .expression_attribute_values(":before", AttributeValue::S(changed_before.to_rfc3339()))
+            .scan_index_forward(true)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let tasks = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(listed)
+            .collect();
+        // The index's key plus the table's: every attribute is a string here.
+        let next = out.last_evaluated_key.map(|key| {
+            Cursor(
+                key.into_iter()
+                    .filter_map(|(k, v)| match v {
+                        AttributeValue::S(s) => Some((k, s)),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        });
+        Ok(OpenPage { tasks, next })
     }
 
     async fn get(&self, task_id: &TaskId) -> Result<Option<Task>, StoreError> {

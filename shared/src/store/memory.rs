@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{Applied, Created, StoreError, TaskStore};
-use crate::domain::task::{Item, Patch, Task};
+use super::{Applied, Created, Cursor, Listed, OpenPage, StoreError, TaskStore};
+use crate::domain::clock::Timestamp;
+use crate::domain::task::{Item, Patch, Task, TaskStatus, attr};
 use crate::domain::task_id::TaskId;
 
 #[derive(Debug, Default)]
@@ -14,6 +15,10 @@ pub struct MemoryTaskStore {
     items: Mutex<HashMap<TaskId, Item>>,
     /// When set, every call fails as if the service were down.
     unavailable: Mutex<bool>,
+    /// Every call takes this long first (a throttled or stalled service).
+    delay: Mutex<std::time::Duration>,
+    /// The next this many writes (`create`, `apply`) fail as if the service were down.
+    failing_writes: Mutex<u32>,
 }
 
 impl MemoryTaskStore {
@@ -40,22 +45,52 @@ impl MemoryTaskStore {
         *self.unavailable.lock().unwrap_or_else(|p| p.into_inner()) = down;
     }
 
+    /// Every call waits `delay` before it answers.
+    pub fn delay_calls(&self, delay: std::time::Duration) {
+        *self.delay.lock().unwrap_or_else(|p| p.into_inner()) = delay;
+    }
+
+    /// The next `n` writes fail (then the store works again).
+    pub fn fail_next_writes(&self, n: u32) {
+        *self
+            .failing_writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = n;
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Item>> {
         self.items.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn check_up(&self) -> Result<(), StoreError> {
+    async fn check_up(&self) -> Result<(), StoreError> {
+        let delay = *self.delay.lock().unwrap_or_else(|p| p.into_inner());
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         if *self.unavailable.lock().unwrap_or_else(|p| p.into_inner()) {
             Err(StoreError::Unavailable("memory store switched off".into()))
         } else {
             Ok(())
         }
     }
+
+    async fn check_write(&self) -> Result<(), StoreError> {
+        self.check_up().await?;
+        let mut failing = self
+            .failing_writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if *failing > 0 {
+            *failing -= 1;
+            return Err(StoreError::Unavailable("injected write failure".into()));
+        }
+        Ok(())
+    }
 }
 
 impl TaskStore for MemoryTaskStore {
     async fn create(&self, task: &Task) -> Result<Created, StoreError> {
-        self.check_up()?;
+        self.check_write().await?;
         let item = task.to_item()?;
         let mut items = self.lock();
         if let Some(existing) = items.get(&task.task_id) {
@@ -68,7 +103,7 @@ impl TaskStore for MemoryTaskStore {
     }
 
     async fn apply(&self, task_id: &TaskId, patch: &Patch) -> Result<Applied, StoreError> {
-        self.check_up()?;
+        self.check_write().await?;
         let mut items = self.lock();
         let current = items.get(task_id);
         match patch.apply_to(current) {
@@ -85,8 +120,70 @@ impl TaskStore for MemoryTaskStore {
         }
     }
 
+    async fn list_open(
+        &self,
+        status: TaskStatus,
+        changed_before: Timestamp,
+        limit: usize,
+        cursor: Option<&Cursor>,
+    ) -> Result<OpenPage, StoreError> {
+        self.check_up().await?;
+        let text = |item: &Item, name: &str| {
+            item.get(name)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        let before = changed_before.to_rfc3339();
+        let after = cursor.map(|c| (c.0[0].1.clone(), c.0[1].1.clone()));
+        // The index: items with the key, sorted by (updated_at, task_id).
+        let mut open: Vec<(String, String, Item)> = self
+            .lock()
+            .values()
+            .filter(|i| text(i, attr::OPEN_STATUS).as_deref() == Some(status.as_str()))
+            .filter_map(|i| {
+                let updated = text(i, attr::UPDATED_AT)?;
+                let id = text(i, attr::TASK_ID)?;
+                (updated < before).then(|| (updated, id, i.clone()))
+            })
+            .filter(|(u, id, _)| after.as_ref().is_none_or(|a| (u, id) > (&a.0, &a.1)))
+            .collect();
+        open.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        let more = open.len() > limit;
+        open.truncate(limit);
+        let next = more.then(|| {
+            open.last().map(|(u, id, _)| {
+                Cursor(vec![
+                    (attr::UPDATED_AT.into(), u.clone()),
+                    (attr::TASK_ID.into(), id.clone()),
+                ])
+            })
+        });
+        let tasks = open
+            .into_iter()
+            .filter_map(|(_, id, item)| listed(&id, item))
+            .collect();
+        Ok(OpenPage {
+            tasks,
+            next: next.flatten(),
+        })
+    }
+
     async fn get(&self, task_id: &TaskId) -> Result<Option<Task>, StoreError> {
-        self.check_up()?;
+        self.check_up().await?;
         Ok(self.item(task_id).map(Task::from_item).transpose()?)
+    }
+}
+
+/// A listed item: the task, or what is needed to fail it. An item whose very key is not
+/// a task id cannot be addressed through this port (only a hand-written one can be).
+fn listed(id: &str, item: Item) -> Option<Listed> {
+    let revision = item.get(attr::REVISION).and_then(serde_json::Value::as_u64);
+    match Task::from_item(item) {
+        Ok(task) => Some(Listed::Task(Box::new(task))),
+        Err(e) => Some(Listed::Unreadable {
+            task_id: TaskId::parse(id).ok()?,
+            revision,
+            detail: e.to_string(),
+        }),
     }
 }

@@ -5,7 +5,8 @@
 
 use std::future::Future;
 
-use crate::domain::task::{MalformedItem, Patch, Task};
+use crate::domain::clock::Timestamp;
+use crate::domain::task::{MalformedItem, Patch, Task, TaskStatus};
 use crate::domain::task_id::TaskId;
 
 #[cfg(feature = "dynamodb")]
@@ -29,6 +30,30 @@ pub enum Applied {
     Done(Box<Task>),
     /// The condition did not hold. The record as it is (None if it does not exist).
     Conflict(Option<Box<Task>>),
+}
+
+/// A task read from the open-tasks index.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Listed {
+    Task(Box<Task>),
+    /// An item that does not decode: enough of it to fail it with a reason.
+    Unreadable {
+        task_id: TaskId,
+        revision: Option<u64>,
+        detail: String,
+    },
+}
+
+/// Where the next page starts (opaque to callers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(pub(crate) Vec<(String, String)>);
+
+/// One page of open tasks, oldest change first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenPage {
+    pub tasks: Vec<Listed>,
+    /// `None` on the last page.
+    pub next: Option<Cursor>,
 }
 
 /// Why the store could not answer. Conditional-check failures are not errors.
@@ -65,6 +90,16 @@ pub trait TaskStore: Send + Sync {
         task_id: &TaskId,
         patch: &Patch,
     ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+
+    /// Open tasks in `status` last changed before `changed_before`, oldest first, at most
+    /// `limit` per page: a query of the sparse `open-tasks` index, never a scan.
+    fn list_open(
+        &self,
+        status: TaskStatus,
+        changed_before: Timestamp,
+        limit: usize,
+        cursor: Option<&Cursor>,
+    ) -> impl Future<Output = Result<OpenPage, StoreError>> + Send;
 
     /// Reads a task (strongly consistent).
     fn get(

@@ -9,6 +9,7 @@ mod video;
 
 use serde_json::{Value, json};
 
+pub use crate::inbox::memory::MemoryInbox;
 pub use crate::sink::memory::MemoryVideoSink;
 pub use crate::store::memory::MemoryTaskStore;
 pub use video::Video;

@@ -1,13 +1,14 @@
 //! The receiver's use case: record a verified callback, deduplicating on its task id,
 //! written against the [`TaskStore`] port. A new task costs exactly one conditional
 //! write; a repeat costs two (the failed put that returns the existing record, then the
-//! decided patch).
+//! decided patch). The reconciler records what it replays from the inbox and what
+//! polling finds through the same path.
 
 use std::time::Duration;
 
 use crate::domain::clock::Timestamp;
 use crate::domain::envelope::CallbackEnvelope;
-use crate::domain::task::{Patch, RepeatDecision, Task, TaskStatus};
+use crate::domain::task::{Patch, RecordSource, RepeatDecision, Task, TaskStatus};
 use crate::store::{Applied, Created, StoreError, TaskStore};
 
 /// How many times a revive is retried when concurrent writers change the record under it.
@@ -20,7 +21,8 @@ pub enum Recorded {
     Created { status: TaskStatus },
     /// Seen before; counted, nothing else changed.
     Duplicate { callback_count: u32 },
-    /// A failed task got a success callback and is `received` again.
+    /// A failed task got a success callback and is `received` again, or an expected task
+    /// got its outcome.
     Revived { callback_count: u32 },
 }
 
@@ -49,7 +51,18 @@ pub async fn record_callback<S: TaskStore>(
     now: Timestamp,
     ttl: Duration,
 ) -> Result<Recorded, StoreError> {
-    let task = Task::from_callback(envelope, now, ttl);
+    record_outcome(store, envelope, RecordSource::Callback, now, ttl).await
+}
+
+/// [`record_callback`] for an outcome from `source` (a callback, or polling).
+pub async fn record_outcome<S: TaskStore>(
+    store: &S,
+    envelope: &CallbackEnvelope,
+    source: RecordSource,
+    now: Timestamp,
+    ttl: Duration,
+) -> Result<Recorded, StoreError> {
+    let task = Task::from_outcome(envelope, source, now, ttl);
     let mut existing = match store.create(&task).await? {
         Created::New => {
             return Ok(Recorded::Created {
@@ -59,7 +72,7 @@ pub async fn record_callback<S: TaskStore>(
         Created::Exists(existing) => existing,
     };
     for _ in 0..MAX_CONFLICT_RETRIES {
-        let (patch, revives) = match existing.on_repeat_callback(envelope, now, ttl) {
+        let (patch, revives) = match existing.on_repeat_outcome(envelope, source, now, ttl) {
             RepeatDecision::Duplicate => (Patch::count_callback(now), false),
             RepeatDecision::Revive(patch) => (patch, true),
         };

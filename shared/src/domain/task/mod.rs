@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use patch::{Condition, Item, Patch, attr};
+pub use patch::{Condition, Item, MAX_STORED_TEXT, Patch, attr, stored_text};
 pub use state::{Inconsistent, Lease, TaskState};
 pub use transition::{TaskEvent, Transition, transition};
 
@@ -29,6 +29,9 @@ pub const DEFAULT_TASK_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
+    /// Registered by an operator before its callback (`POST /tasks`); polled upstream if
+    /// the callback does not come.
+    Expected,
     /// Recorded from a success callback; waiting for ingest.
     Received,
     /// An ingest invocation holds the lease and is copying the video.
@@ -41,15 +44,20 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Received,
         Self::Downloading,
         Self::Stored,
         Self::Failed,
+        Self::Expected,
     ];
+
+    /// The statuses the sparse `open-tasks` index holds.
+    pub const OPEN: [Self; 3] = [Self::Expected, Self::Received, Self::Downloading];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Expected => "expected",
             Self::Received => "received",
             Self::Downloading => "downloading",
             Self::Stored => "stored",
@@ -59,7 +67,26 @@ impl TaskStatus {
 
     /// Open tasks still need work; only they appear in the sparse `open-tasks` index.
     pub fn is_open(self) -> bool {
-        matches!(self, Self::Received | Self::Downloading)
+        matches!(self, Self::Expected | Self::Received | Self::Downloading)
+    }
+}
+
+/// Where a task's outcome came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordSource {
+    /// The upstream called us back.
+    Callback,
+    /// The reconciler asked the upstream's API (the callback never came).
+    Poll,
+}
+
+impl RecordSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Callback => "callback",
+            Self::Poll => "poll",
+        }
     }
 }
 
@@ -85,6 +112,13 @@ pub enum FailureReason {
     TooManyRedirects,
     /// Transient errors on every attempt up to the configured maximum.
     MaxAttemptsExceeded,
+    /// The source's length could not be confirmed (no Content-Length, no Content-Range
+    /// total, no `416 bytes */N` answer to a final range probe): never stored unconfirmed.
+    LengthUnconfirmed,
+    /// An expected task's callback never came and polling found no outcome in time.
+    NeverCompleted,
+    /// The stored record could not be read (hand-edited or corrupted).
+    UnreadableRecord,
 }
 
 impl FailureReason {
@@ -99,6 +133,9 @@ impl FailureReason {
             Self::BlockedUrl => "blocked_url",
             Self::TooManyRedirects => "too_many_redirects",
             Self::MaxAttemptsExceeded => "max_attempts_exceeded",
+            Self::LengthUnconfirmed => "length_unconfirmed",
+            Self::NeverCompleted => "never_completed",
+            Self::UnreadableRecord => "unreadable_record",
         }
     }
 }
@@ -149,6 +186,64 @@ pub struct Task {
     pub bytes_received: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video: Option<StoredVideo>,
+    /// Where the outcome came from (absent on records written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<RecordSource>,
+    /// When an operator registered the task as expected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<Timestamp>,
+    /// An expected task is polled no earlier than this (Unix milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_poll_at: Option<i64>,
+    /// Polls of the upstream's API so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub polls: u32,
+    /// Present or absent, flipped by each re-drive of a received task (see
+    /// [`attr::REDRIVE_MARK`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive_mark: Option<String>,
+    /// Times the reconciler handed the task to ingest again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redrives: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// When the reconciler acts, and how the expected tasks are polled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcilePolicy {
+    /// A `received` task untouched this long lost its stream record: re-drive it.
+    pub received_after: Duration,
+    /// Claims of one task before it fails as `max_attempts_exceeded`.
+    pub max_attempts: u32,
+    /// An expected task is first polled this long after it was registered.
+    pub poll_grace: Duration,
+    /// Shortest time between two polls of one task; it doubles with each poll…
+    pub poll_min_interval: Duration,
+    /// …up to this.
+    pub poll_max_interval: Duration,
+    /// An expected task still without an outcome this long after registration fails as
+    /// `never_completed`.
+    pub expected_max_age: Duration,
+    /// Records the reconciler changes live this long.
+    pub ttl: Duration,
+}
+
+/// What the reconciler does with one open task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reconcile {
+    /// Nothing is overdue.
+    Nothing,
+    /// Hand it to ingest again (the stream filter sees the write).
+    Redrive(Patch),
+    /// Out of attempts: fail it as `max_attempts_exceeded`.
+    GiveUp(Patch),
+    /// An expected task is due: ask the upstream's API.
+    Poll,
+    /// An expected task never completed: fail it as `never_completed`.
+    Expire(Patch),
 }
 
 /// A record could not be turned into an item or back.
@@ -195,6 +290,16 @@ impl Task {
     /// The record a first callback creates: `received` for a success, `failed` with the
     /// upstream's code and message for a failure. It lives `ttl` from `now`.
     pub fn from_callback(envelope: &CallbackEnvelope, now: Timestamp, ttl: Duration) -> Self {
+        Self::from_outcome(envelope, RecordSource::Callback, now, ttl)
+    }
+
+    /// [`Task::from_callback`] for an outcome from `source`.
+    pub fn from_outcome(
+        envelope: &CallbackEnvelope,
+        source: RecordSource,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Self {
         let (status, video_url, failure_reason) = match &envelope.outcome {
             Outcome::Succeeded { video_url } => {
                 (TaskStatus::Received, Some(video_url.clone()), None)
@@ -210,7 +315,7 @@ impl Task {
             status,
             video_url,
             upstream_code: envelope.code(),
-            upstream_msg: envelope.msg.clone(),
+            upstream_msg: stored_text(&envelope.msg).to_owned(),
             received_at: now,
             updated_at: now,
             last_callback_at: now,
@@ -224,6 +329,42 @@ impl Task {
             failure_detail: None,
             bytes_received: None,
             video: None,
+            source: Some(source),
+            registered_at: None,
+            next_poll_at: None,
+            polls: 0,
+            redrive_mark: None,
+            redrives: 0,
+        }
+    }
+
+    /// The record an operator registers before the callback: `expected`, no outcome yet.
+    pub fn expected(task_id: TaskId, now: Timestamp, ttl: Duration) -> Self {
+        Self {
+            task_id,
+            status: TaskStatus::Expected,
+            video_url: None,
+            upstream_code: 0,
+            upstream_msg: String::new(),
+            received_at: now,
+            updated_at: now,
+            last_callback_at: now,
+            callback_count: 0,
+            expires_at: expiry(now, ttl),
+            revision: 1,
+            attempts: 0,
+            lease_owner: None,
+            lease_until: None,
+            failure_reason: None,
+            failure_detail: None,
+            bytes_received: None,
+            video: None,
+            source: None,
+            registered_at: Some(now),
+            next_poll_at: None,
+            polls: 0,
+            redrive_mark: None,
+            redrives: 0,
         }
     }
 
@@ -247,34 +388,55 @@ impl Task {
             .map_err(|e| MalformedItem(e.to_string()))
     }
 
-    /// Decides what a repeat callback does. Only a success for a failed task changes
-    /// anything; everything else is a duplicate.
+    /// Decides what a repeat callback does: a success revives a failed task, the first
+    /// outcome of an expected task decides it; everything else is a duplicate.
     pub fn on_repeat_callback(
         &self,
         envelope: &CallbackEnvelope,
         now: Timestamp,
         ttl: Duration,
     ) -> RepeatDecision {
-        let Outcome::Succeeded { video_url } = &envelope.outcome else {
+        self.on_repeat_outcome(envelope, RecordSource::Callback, now, ttl)
+    }
+
+    /// [`Task::on_repeat_callback`] for an outcome from `source`.
+    pub fn on_repeat_outcome(
+        &self,
+        envelope: &CallbackEnvelope,
+        source: RecordSource,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> RepeatDecision {
+        let change = match &envelope.outcome {
+            Outcome::Succeeded { video_url } => TaskChange::Revive {
+                video_url: video_url.clone(),
+                upstream_code: SUCCESS_CODE,
+                upstream_msg: envelope.msg.clone(),
+                source,
+            },
+            Outcome::Failed { code } => TaskChange::FailedUpstream {
+                upstream_code: *code,
+                upstream_msg: envelope.msg.clone(),
+                source,
+            },
+        };
+        let event = match envelope.outcome {
+            Outcome::Succeeded { .. } => TaskEvent::SuccessCallback,
+            Outcome::Failed { .. } => TaskEvent::FailureCallback,
+        };
+        // Only a status change decides anything; the table says which.
+        if !matches!(transition(self.status, event), Transition::To(_)) {
             return RepeatDecision::Duplicate;
-        };
-        let revive = TaskChange::Revive {
-            video_url: video_url.clone(),
-            upstream_code: SUCCESS_CODE,
-            upstream_msg: envelope.msg.clone(),
-        };
-        // The table decides: only a failed task is revived; the rest stay as they are.
+        }
         match build(
             self.status,
-            &revive,
+            &change,
             Condition::Revision(self.revision),
             now,
             ttl,
         ) {
-            Some(patch) if patch.attributes().any(|a| a == attr::STATUS) => {
-                RepeatDecision::Revive(patch)
-            }
-            _ => RepeatDecision::Duplicate,
+            Some(patch) => RepeatDecision::Revive(patch),
+            None => RepeatDecision::Duplicate,
         }
     }
 
@@ -318,6 +480,78 @@ impl Task {
         match build(self.status, &claim, revision, now, ttl) {
             Some(patch) => ClaimDecision::Claim(patch),
             None => ClaimDecision::Skip(SkipReason::Finished),
+        }
+    }
+
+    /// What the reconciler should do with this (open) task at `now`.
+    pub fn decide_reconcile(&self, now: Timestamp, policy: &ReconcilePolicy) -> Reconcile {
+        let revision = Condition::Revision(self.revision);
+        let since = |t: Timestamp| {
+            Duration::from_millis(u64::try_from(now.as_millis() - t.as_millis()).unwrap_or(0))
+        };
+        let patch =
+            |change: &TaskChange| build(self.status, change, revision.clone(), now, policy.ttl);
+        let decided = match self.status {
+            TaskStatus::Downloading if self.lease_expired(now) => {
+                if self.attempts >= policy.max_attempts {
+                    let give_up = TaskChange::Fail {
+                        reason: FailureReason::MaxAttemptsExceeded,
+                        detail: format!("{} attempts, the last one abandoned", self.attempts),
+                    };
+                    patch(&give_up).map(Reconcile::GiveUp)
+                } else {
+                    patch(&self.redrive()).map(Reconcile::Redrive)
+                }
+            }
+            TaskStatus::Received if since(self.updated_at) >= policy.received_after => {
+                patch(&self.redrive()).map(Reconcile::Redrive)
+            }
+            TaskStatus::Expected => {
+                let registered = self.registered_at.unwrap_or(self.received_at);
+                let age = since(registered);
+                if age >= policy.expected_max_age {
+                    let expire = TaskChange::Expire {
+                        detail: format!(
+                            "no callback and no outcome from polling in {} s",
+                            age.as_secs()
+                        ),
+                    };
+                    patch(&expire).map(Reconcile::Expire)
+                } else if age >= policy.poll_grace
+                    && self.next_poll_at.is_none_or(|at| at <= now.as_millis())
+                {
+                    Some(Reconcile::Poll)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        decided.unwrap_or(Reconcile::Nothing)
+    }
+
+    /// After a poll found no outcome yet: poll again later, each interval twice the last.
+    pub fn schedule_poll(&self, now: Timestamp, policy: &ReconcilePolicy) -> Option<Patch> {
+        let factor = 1u32.checked_shl(self.polls.min(16)).unwrap_or(u32::MAX);
+        let interval = policy
+            .poll_min_interval
+            .saturating_mul(factor)
+            .min(policy.poll_max_interval);
+        let change = TaskChange::SchedulePoll {
+            next_poll_at: now.saturating_add(interval),
+        };
+        build(
+            self.status,
+            &change,
+            Condition::Revision(self.revision),
+            now,
+            policy.ttl,
+        )
+    }
+
+    fn redrive(&self) -> TaskChange {
+        TaskChange::Redrive {
+            mark: self.redrive_mark.is_none(),
         }
     }
 
@@ -375,6 +609,18 @@ mod tests {
         task
     }
 
+    fn policy() -> ReconcilePolicy {
+        ReconcilePolicy {
+            received_after: Duration::from_secs(120),
+            max_attempts: MAX,
+            poll_grace: Duration::from_secs(60),
+            poll_min_interval: Duration::from_secs(30),
+            poll_max_interval: Duration::from_secs(600),
+            expected_max_age: Duration::from_secs(86_400),
+            ttl: TTL,
+        }
+    }
+
     fn video() -> StoredVideo {
         StoredVideo {
             bucket: "b".into(),
@@ -405,7 +651,14 @@ mod tests {
 
     #[test]
     fn repeat_callbacks_are_duplicates_except_success_after_failure() {
-        for s in TaskStatus::ALL {
+        // (An expected task is decided by its first callback: see expected_tasks.)
+        let known = [
+            TaskStatus::Received,
+            TaskStatus::Downloading,
+            TaskStatus::Stored,
+            TaskStatus::Failed,
+        ];
+        for s in known {
             let task = task_in(s);
             assert_eq!(
                 task.on_repeat_callback(&failure("t1", 500), t(1), TTL),
@@ -531,7 +784,7 @@ mod tests {
         assert_eq!(stored.apply(&store("inv-1")), None, "nothing leaves stored");
 
         let lease = Lease::new("inv-1", t(100_000));
-        let progress = lease.progress(64 << 20, t(10));
+        let progress = lease.renew(64 << 20, t(100_000), t(10));
         let moved = downloading.apply(&progress).unwrap();
         assert_eq!(
             (moved.status, moved.bytes_received, moved.revision),
@@ -595,12 +848,56 @@ mod tests {
             panic!()
         };
         let lease = Lease::new("o", t(9_000));
+        let policy = policy();
+        let late = t(10 * 3_600_000);
+        let Reconcile::Redrive(redrive_received) = received.decide_reconcile(late, &policy) else {
+            panic!()
+        };
+        let Reconcile::Redrive(redrive_downloading) = downloading.decide_reconcile(late, &policy)
+        else {
+            panic!()
+        };
+        let mut tired_out = tired.clone();
+        tired_out.attempts = policy.max_attempts;
+        let Reconcile::GiveUp(abandoned) = tired_out.decide_reconcile(late, &policy) else {
+            panic!()
+        };
+        let expected = Task::expected(TaskId::parse("t1").unwrap(), t(0), TTL);
+        let RepeatDecision::Revive(expected_failed) =
+            expected.on_repeat_callback(&failure("t1", 451), t(5), TTL)
+        else {
+            panic!()
+        };
+        let RepeatDecision::Revive(expected_succeeded) =
+            expected.on_repeat_callback(&success("t1", "https://cdn.example/e.mp4"), t(5), TTL)
+        else {
+            panic!()
+        };
+        let Reconcile::Expire(never) = expected.decide_reconcile(t(86_400_001), &policy) else {
+            panic!()
+        };
+        let poll_later = expected.schedule_poll(t(60_000), &policy).unwrap();
         vec![
             (received.clone(), claim),
             (tired, give_up),
+            (tired_out, abandoned),
             (failed, revive),
+            (received.clone(), redrive_received),
+            (downloading.clone(), redrive_downloading),
+            (expected.clone(), expected_failed),
+            (expected.clone(), expected_succeeded),
+            (expected.clone(), never),
+            (expected, poll_later),
+            (
+                downloading.clone(),
+                lease.refresh_url(url("https://cdn.example/fresh.mp4"), t(5)),
+            ),
+            (
+                received.clone(),
+                Patch::fail_unreadable(Some(1), "bad", t(6), TTL),
+            ),
             (received, Patch::count_callback(t(4))),
-            (downloading.clone(), lease.progress(5, t(5))),
+            (downloading.clone(), lease.renew(5, t(9_500), t(5))),
             (downloading.clone(), lease.store(video(), t(6), TTL)),
             (
                 downloading.clone(),
@@ -619,6 +916,12 @@ mod tests {
         full.failure_detail = Some("d".into());
         full.bytes_received = Some(1);
         full.video = Some(video());
+        full.source = Some(RecordSource::Poll);
+        full.registered_at = Some(t(0));
+        full.next_poll_at = Some(1);
+        full.polls = 1;
+        full.redrive_mark = Some("m".into());
+        full.redrives = 1;
         let known: BTreeSet<String> = full.to_item().unwrap().keys().cloned().collect();
         assert!(known.contains(attr::OPEN_STATUS));
         for (before, patch) in every_patch() {
@@ -703,6 +1006,221 @@ mod tests {
         assert_eq!(
             broken.state().unwrap_err().to_string(),
             "task is stored but has no video"
+        );
+    }
+
+    // --- issue 7: expected tasks, re-drives, polling, caps ---
+
+    #[test]
+    fn expected_tasks_are_decided_by_their_first_outcome() {
+        let expected = Task::expected(TaskId::parse("t1").unwrap(), t(0), TTL);
+        assert_eq!(expected.status, TaskStatus::Expected);
+        assert!(expected.status.is_open());
+        assert_eq!(expected.to_item().unwrap()[attr::OPEN_STATUS], "expected");
+        assert!(matches!(expected.state(), Ok(TaskState::Expected { .. })));
+
+        let RepeatDecision::Revive(ok) =
+            expected.on_repeat_callback(&success("t1", "https://cdn.example/e.mp4"), t(5), TTL)
+        else {
+            panic!("a success decides an expected task")
+        };
+        let received = expected.apply(&ok).unwrap();
+        assert_eq!(
+            (
+                received.status,
+                received.callback_count,
+                received.upstream_code
+            ),
+            (TaskStatus::Received, 1, 200)
+        );
+        assert_eq!(
+            received.video_url.unwrap().as_str(),
+            "https://cdn.example/e.mp4"
+        );
+
+        let RepeatDecision::Revive(bad) =
+            expected.on_repeat_outcome(&failure("t1", 451), RecordSource::Poll, t(5), TTL)
+        else {
+            panic!("a failure decides an expected task")
+        };
+        let failed = expected.apply(&bad).unwrap();
+        assert_eq!(
+            (failed.status, failed.failure_reason, failed.upstream_code),
+            (TaskStatus::Failed, Some(FailureReason::UpstreamFailed), 451)
+        );
+        assert_eq!(failed.source, Some(RecordSource::Poll));
+        assert!(!failed.to_item().unwrap().contains_key(attr::OPEN_STATUS));
+        // Once decided, a further failure is a duplicate.
+        assert_eq!(
+            failed.on_repeat_callback(&failure("t1", 500), t(6), TTL),
+            RepeatDecision::Duplicate
+        );
+    }
+
+    #[test]
+    fn the_reconciler_redrives_abandoned_and_stuck_tasks() {
+        let policy = policy();
+        let received = task_in(TaskStatus::Received);
+        assert_eq!(
+            received.decide_reconcile(t(119_000), &policy),
+            Reconcile::Nothing
+        );
+        let Reconcile::Redrive(redrive) = received.decide_reconcile(t(120_000), &policy) else {
+            panic!("a received task untouched for 2 minutes is re-driven")
+        };
+        let once = received.apply(&redrive).unwrap();
+        assert_eq!(
+            (once.status, once.revision, once.redrives),
+            (TaskStatus::Received, 2, 1)
+        );
+        assert!(once.redrive_mark.is_some(), "the mark appears");
+        let Reconcile::Redrive(again) = once.decide_reconcile(t(500_000), &policy) else {
+            panic!()
+        };
+        let twice = once.apply(&again).unwrap();
+        assert!(
+            twice.redrive_mark.is_none(),
+            "and disappears on the next re-drive"
+        );
+        // A second reconciler deciding on the old record loses.
+        assert_eq!(twice.apply(&again), None);
+
+        let ClaimDecision::Claim(claim) = received.decide_claim("o", t(1), t(60_000), MAX, TTL)
+        else {
+            panic!()
+        };
+        let downloading = received.apply(&claim).unwrap();
+        assert_eq!(
+            downloading.decide_reconcile(t(59_999), &policy),
+            Reconcile::Nothing
+        );
+        let Reconcile::Redrive(redrive) = downloading.decide_reconcile(t(60_000), &policy) else {
+            panic!("an expired lease is re-driven")
+        };
+        let back = downloading.apply(&redrive).unwrap();
+        assert_eq!(back.status, TaskStatus::Received);
+        assert_eq!(
+            (back.lease_owner, back.lease_until, back.attempts),
+            (None, None, 1)
+        );
+
+        let mut spent = downloading.clone();
+        spent.attempts = MAX;
+        let Reconcile::GiveUp(give_up) = spent.decide_reconcile(t(60_000), &policy) else {
+            panic!("out of attempts: fail instead of re-driving")
+        };
+        let failed = spent.apply(&give_up).unwrap();
+        assert_eq!(
+            failed.failure_reason,
+            Some(FailureReason::MaxAttemptsExceeded)
+        );
+
+        for s in [TaskStatus::Stored, TaskStatus::Failed] {
+            assert_eq!(
+                task_in(s).decide_reconcile(t(10_000_000), &policy),
+                Reconcile::Nothing
+            );
+        }
+    }
+
+    #[test]
+    fn expected_tasks_are_polled_with_growing_intervals_then_expire() {
+        let policy = policy();
+        let expected = Task::expected(TaskId::parse("t1").unwrap(), t(0), TTL);
+        assert_eq!(
+            expected.decide_reconcile(t(59_000), &policy),
+            Reconcile::Nothing,
+            "grace"
+        );
+        assert_eq!(
+            expected.decide_reconcile(t(60_000), &policy),
+            Reconcile::Poll
+        );
+        let mut task = expected;
+        let mut now = t(60_000);
+        let mut gaps = Vec::new();
+        for _ in 0..7 {
+            let next = task
+                .apply(&task.schedule_poll(now, &policy).unwrap())
+                .unwrap();
+            let at = next.next_poll_at.unwrap();
+            gaps.push((at - now.as_millis()) / 1000);
+            assert_eq!(
+                next.decide_reconcile(Timestamp::from_millis(at - 1), &policy),
+                Reconcile::Nothing
+            );
+            now = Timestamp::from_millis(at);
+            assert_eq!(next.decide_reconcile(now, &policy), Reconcile::Poll);
+            task = next;
+        }
+        assert_eq!(gaps, [30, 60, 120, 240, 480, 600, 600]);
+        assert_eq!(task.polls, 7);
+        let Reconcile::Expire(expire) = task.decide_reconcile(t(86_400_000), &policy) else {
+            panic!("never completed")
+        };
+        let failed = task.apply(&expire).unwrap();
+        assert_eq!(
+            (failed.status, failed.failure_reason),
+            (TaskStatus::Failed, Some(FailureReason::NeverCompleted))
+        );
+    }
+
+    #[test]
+    fn stored_text_is_capped_on_a_character_boundary() {
+        let long = "é".repeat(MAX_STORED_TEXT); // 2 bytes each
+        let envelope = CallbackEnvelope {
+            msg: long.clone(),
+            ..failure("t1", 500)
+        };
+        let task = Task::from_callback(&envelope, t(0), TTL);
+        assert!(task.upstream_msg.len() <= MAX_STORED_TEXT);
+        assert_eq!(task.upstream_msg.len(), MAX_STORED_TEXT);
+        assert!(long.starts_with(&task.upstream_msg));
+        let odd = format!("a{}", "é".repeat(MAX_STORED_TEXT));
+        assert_eq!(
+            stored_text(&odd).len(),
+            MAX_STORED_TEXT - 1,
+            "never splits a character"
+        );
+        let downloading = {
+            let ClaimDecision::Claim(c) =
+                task_in(TaskStatus::Received).decide_claim("o", t(1), t(9), MAX, TTL)
+            else {
+                panic!()
+            };
+            task_in(TaskStatus::Received).apply(&c).unwrap()
+        };
+        let failed = downloading
+            .apply(&Lease::new("o", t(9)).fail(
+                FailureReason::NotMp4,
+                "x".repeat(100_000),
+                t(2),
+                TTL,
+            ))
+            .unwrap();
+        assert_eq!(failed.failure_detail.unwrap().len(), MAX_STORED_TEXT);
+    }
+
+    #[test]
+    fn an_unreadable_record_can_still_be_failed() {
+        let mut item = task_in(TaskStatus::Received).to_item().unwrap();
+        item.insert(attr::STATUS.into(), serde_json::json!("exploded"));
+        let patch = Patch::fail_unreadable(Some(1), "unknown variant `exploded`", t(5), TTL);
+        let fixed = Task::from_item(patch.apply_to(Some(&item)).unwrap()).unwrap();
+        assert_eq!(
+            (fixed.status, fixed.failure_reason, fixed.revision),
+            (TaskStatus::Failed, Some(FailureReason::UnreadableRecord), 2)
+        );
+        // A newer write got there first: the stale revision refuses.
+        assert_eq!(
+            Patch::fail_unreadable(Some(7), "x", t(5), TTL).apply_to(Some(&item)),
+            None
+        );
+        // Without a readable revision, existence is the only condition.
+        assert!(
+            Patch::fail_unreadable(None, "x", t(5), TTL)
+                .apply_to(Some(&item))
+                .is_some()
         );
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::transition::{TaskEvent, Transition, transition};
-use super::{FailureReason, StoredVideo, TaskStatus, expiry};
+use super::{FailureReason, RecordSource, StoredVideo, TaskStatus, expiry};
 use crate::domain::clock::Timestamp;
 use crate::domain::envelope::VideoUrl;
 
@@ -40,6 +40,31 @@ pub mod attr {
     pub const FAILURE_DETAIL: &str = "failure_detail";
     pub const BYTES_RECEIVED: &str = "bytes_received";
     pub const VIDEO: &str = "video";
+    pub const SOURCE: &str = "source";
+    pub const REGISTERED_AT: &str = "registered_at";
+    pub const NEXT_POLL_AT: &str = "next_poll_at";
+    pub const POLLS: &str = "polls";
+    /// Toggled by every re-drive of a `received` task: its presence changes between the
+    /// old and the new image, which is what the stream filter can see (it cannot compare
+    /// values), while duplicate callbacks leave it alone.
+    pub const REDRIVE_MARK: &str = "redrive_mark";
+    pub const REDRIVES: &str = "redrives";
+}
+
+/// Longest stored `upstream_msg` and `failure_detail`, in bytes: whatever the body limit,
+/// an item stays far below DynamoDB's 400 KB.
+pub const MAX_STORED_TEXT: usize = 1024;
+
+/// `text` cut to at most [`MAX_STORED_TEXT`] bytes on a character boundary.
+pub fn stored_text(text: &str) -> &str {
+    if text.len() <= MAX_STORED_TEXT {
+        return text;
+    }
+    let mut end = MAX_STORED_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// What must hold for a patch to be written. A failed condition is a domain outcome
@@ -121,6 +146,35 @@ impl Patch {
             .add(attr::CALLBACK_COUNT, 1);
         b.patch
     }
+
+    /// A record nothing can read (its status or fields do not decode) becomes `failed`
+    /// with the reason, never silently skipped. Written under the revision the raw item
+    /// shows, or, when even that is unreadable, under mere existence; the one patch that
+    /// does not go through the transition table, since there is no status to look it up.
+    pub fn fail_unreadable(
+        revision: Option<u64>,
+        detail: &str,
+        at: Timestamp,
+        ttl: Duration,
+    ) -> Self {
+        let condition = revision.map_or(Condition::Exists, Condition::Revision);
+        let mut b = Builder::new(condition);
+        let (status, _) = status_attributes(TaskStatus::Failed);
+        b.set(attr::UPDATED_AT, at.to_rfc3339())
+            .set(attr::STATUS, status)
+            .set(
+                attr::FAILURE_REASON,
+                FailureReason::UnreadableRecord.as_str(),
+            )
+            .set(attr::FAILURE_DETAIL, stored_text(detail))
+            .set(attr::EXPIRES_AT, expiry(at, ttl))
+            .remove(&[attr::OPEN_STATUS])
+            .remove(&LEASE_ATTRIBUTES);
+        if revision.is_some() {
+            b.add(attr::REVISION, 1);
+        }
+        b.patch
+    }
 }
 
 /// The attributes that mirror the status: itself, and the sparse index key while open.
@@ -133,19 +187,31 @@ pub(super) fn status_attributes(status: TaskStatus) -> (Value, Option<Value>) {
 /// A change to a task, with the data it needs. [`build`] turns it into a patch.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum TaskChange {
-    /// failed → received with the new URL; attempts start over.
+    /// failed (or expected) → received with the new URL; attempts start over.
     Revive {
         video_url: VideoUrl,
         upstream_code: u16,
         upstream_msg: String,
+        source: RecordSource,
+    },
+    /// expected → failed: the first outcome of a registered task is a failure.
+    FailedUpstream {
+        upstream_code: u16,
+        upstream_msg: String,
+        source: RecordSource,
     },
     /// received (or downloading with an expired lease) → downloading; attempts + 1.
     Claim {
         owner: String,
         lease_until: Timestamp,
     },
-    /// Download progress; status unchanged.
-    Progress { bytes_received: u64 },
+    /// Download progress, and the lease renewed until `lease_until`; status unchanged.
+    Renew {
+        bytes_received: u64,
+        lease_until: Timestamp,
+    },
+    /// The source URL expired and the upstream handed out a fresh one; status unchanged.
+    RefreshUrl { video_url: VideoUrl },
     /// downloading → stored.
     Store { video: StoredVideo },
     /// downloading → failed.
@@ -155,17 +221,27 @@ pub(super) enum TaskChange {
     },
     /// Transient failure: the lease ends now so the retry can take over at once.
     Release,
+    /// The reconciler hands the task to ingest again; `mark` is the new presence of the
+    /// re-drive mark (flipped on each re-drive).
+    Redrive { mark: bool },
+    /// An expected task is polled again no earlier than `next_poll_at`.
+    SchedulePoll { next_poll_at: Timestamp },
+    /// expected → failed: no outcome ever came.
+    Expire { detail: String },
 }
 
 impl TaskChange {
     fn event(&self) -> Option<TaskEvent> {
         match self {
             Self::Revive { .. } => Some(TaskEvent::SuccessCallback),
+            Self::FailedUpstream { .. } => Some(TaskEvent::FailureCallback),
             Self::Claim { .. } => Some(TaskEvent::Claim),
             Self::Store { .. } => Some(TaskEvent::Store),
             Self::Fail { .. } => Some(TaskEvent::Fail),
             Self::Release => Some(TaskEvent::Release),
-            Self::Progress { .. } => None,
+            Self::Redrive { .. } => Some(TaskEvent::Redrive),
+            Self::Expire { .. } => Some(TaskEvent::Expire),
+            Self::Renew { .. } | Self::RefreshUrl { .. } | Self::SchedulePoll { .. } => None,
         }
     }
 }
@@ -204,16 +280,36 @@ pub(super) fn build(
             video_url,
             upstream_code,
             upstream_msg,
+            source,
         } => {
             b.set(attr::VIDEO_URL, video_url.as_str())
                 .set(attr::UPSTREAM_CODE, *upstream_code)
-                .set(attr::UPSTREAM_MSG, upstream_msg.as_str())
+                .set(attr::UPSTREAM_MSG, stored_text(upstream_msg))
+                .set(attr::SOURCE, source.as_str())
                 .set(attr::ATTEMPTS, 0)
                 .set(attr::LAST_CALLBACK_AT, at.to_rfc3339())
                 .set(attr::EXPIRES_AT, expiry(at, ttl))
                 .add(attr::CALLBACK_COUNT, 1)
-                .remove(&[attr::FAILURE_REASON, attr::FAILURE_DETAIL])
+                .remove(&[
+                    attr::FAILURE_REASON,
+                    attr::FAILURE_DETAIL,
+                    attr::NEXT_POLL_AT,
+                ])
                 .remove(&LEASE_ATTRIBUTES);
+        }
+        TaskChange::FailedUpstream {
+            upstream_code,
+            upstream_msg,
+            source,
+        } => {
+            b.set(attr::UPSTREAM_CODE, *upstream_code)
+                .set(attr::UPSTREAM_MSG, stored_text(upstream_msg))
+                .set(attr::SOURCE, source.as_str())
+                .set(attr::FAILURE_REASON, FailureReason::UpstreamFailed.as_str())
+                .set(attr::LAST_CALLBACK_AT, at.to_rfc3339())
+                .set(attr::EXPIRES_AT, expiry(at, ttl))
+                .add(attr::CALLBACK_COUNT, 1)
+                .remove(&[attr::NEXT_POLL_AT]);
         }
         TaskChange::Claim { owner, lease_until } => {
             b.set(attr::LEASE_OWNER, owner.as_str())
@@ -221,8 +317,33 @@ pub(super) fn build(
                 .set(attr::BYTES_RECEIVED, 0)
                 .add(attr::ATTEMPTS, 1);
         }
-        TaskChange::Progress { bytes_received } => {
-            b.set(attr::BYTES_RECEIVED, *bytes_received);
+        TaskChange::Renew {
+            bytes_received,
+            lease_until,
+        } => {
+            b.set(attr::BYTES_RECEIVED, *bytes_received)
+                .set(attr::LEASE_UNTIL, lease_until.as_millis());
+        }
+        TaskChange::RefreshUrl { video_url } => {
+            b.set(attr::VIDEO_URL, video_url.as_str());
+        }
+        TaskChange::Redrive { mark } => {
+            if *mark {
+                b.set(attr::REDRIVE_MARK, at.to_rfc3339());
+            } else {
+                b.remove(&[attr::REDRIVE_MARK]);
+            }
+            b.add(attr::REDRIVES, 1).remove(&LEASE_ATTRIBUTES);
+        }
+        TaskChange::SchedulePoll { next_poll_at } => {
+            b.set(attr::NEXT_POLL_AT, next_poll_at.as_millis())
+                .add(attr::POLLS, 1);
+        }
+        TaskChange::Expire { detail } => {
+            b.set(attr::FAILURE_REASON, FailureReason::NeverCompleted.as_str())
+                .set(attr::FAILURE_DETAIL, stored_text(detail))
+                .set(attr::EXPIRES_AT, expiry(at, ttl))
+                .remove(&[attr::NEXT_POLL_AT]);
         }
         TaskChange::Store { video } => {
             // A struct of strings and integers always serialises.
@@ -233,7 +354,7 @@ pub(super) fn build(
         }
         TaskChange::Fail { reason, detail } => {
             b.set(attr::FAILURE_REASON, reason.as_str())
-                .set(attr::FAILURE_DETAIL, detail.as_str())
+                .set(attr::FAILURE_DETAIL, stored_text(detail))
                 .set(attr::EXPIRES_AT, expiry(at, ttl))
                 .remove(&LEASE_ATTRIBUTES);
         }

@@ -24,9 +24,19 @@ impl Lease {
         }
     }
 
-    /// Download progress.
-    pub fn progress(&self, bytes_received: u64, at: Timestamp) -> Patch {
-        self.patch(&TaskChange::Progress { bytes_received }, at, Duration::ZERO)
+    /// Download progress, renewing the lease until `until` (the caller keeps leases short
+    /// and never past its invocation's deadline).
+    pub fn renew(&self, bytes_received: u64, until: Timestamp, at: Timestamp) -> Patch {
+        let change = TaskChange::Renew {
+            bytes_received,
+            lease_until: until,
+        };
+        self.patch(&change, at, Duration::ZERO)
+    }
+
+    /// The upstream handed out a fresh URL for an expired one.
+    pub fn refresh_url(&self, video_url: VideoUrl, at: Timestamp) -> Patch {
+        self.patch(&TaskChange::RefreshUrl { video_url }, at, Duration::ZERO)
     }
 
     /// The video is stored: downloading → stored, the record lives `ttl` from now.
@@ -70,6 +80,11 @@ impl Lease {
 /// Where a task stands, with exactly the data that state has.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskState<'a> {
+    /// Registered, waiting for its callback (or for polling to find its outcome).
+    Expected {
+        registered_at: Timestamp,
+        next_poll_at: Option<Timestamp>,
+    },
     /// Waiting for ingest.
     Received { video_url: &'a VideoUrl },
     /// An invocation holds the lease and is copying the video.
@@ -103,6 +118,10 @@ impl Task {
             missing,
         };
         Ok(match self.status {
+            TaskStatus::Expected => TaskState::Expected {
+                registered_at: self.registered_at.unwrap_or(self.received_at),
+                next_poll_at: self.next_poll_at.map(Timestamp::from_millis),
+            },
             TaskStatus::Received => TaskState::Received {
                 video_url: self
                     .video_url

@@ -41,6 +41,10 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Default accepted clock difference between the sender and us.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+/// Default age accepted on the upstream's own signature, as deployed: the upstream
+/// re-sends a callback about 1, 5 and 15 minutes after the first try with the original
+/// timestamp, so the window must cover ~21 minutes plus clock skew (30 minutes).
+pub const DEFAULT_UPSTREAM_TOLERANCE: Duration = Duration::from_secs(1800);
 /// Shortest accepted token or HMAC key: shorter ones are guessable.
 pub const MIN_SECRET_BYTES: usize = 16;
 const HMAC_SHA256_LEN: usize = 32;
@@ -142,7 +146,10 @@ pub struct Verifier {
     pub(crate) tokens: Vec<Secret>,
     pub(crate) upstream_secrets: Vec<Secret>,
     pub(crate) standard_secrets: Vec<Secret>,
+    /// Standard Webhooks' window.
     pub(crate) tolerance_secs: i64,
+    /// The upstream HMAC's window.
+    pub(crate) upstream_tolerance_secs: i64,
     unauthenticated: bool,
 }
 
@@ -154,6 +161,7 @@ impl Default for Verifier {
             upstream_secrets: Vec::new(),
             standard_secrets: Vec::new(),
             tolerance_secs: secs_i64(DEFAULT_TOLERANCE),
+            upstream_tolerance_secs: secs_i64(DEFAULT_TOLERANCE),
             unauthenticated: false,
         }
     }
@@ -188,9 +196,23 @@ impl Verifier {
         self
     }
 
+    /// The window of both signed schemes.
     pub fn with_tolerance(mut self, tolerance: Duration) -> Self {
         self.tolerance_secs = secs_i64(tolerance);
+        self.upstream_tolerance_secs = secs_i64(tolerance);
         self
+    }
+
+    /// The upstream HMAC's window alone (its retries keep their first timestamp).
+    pub fn with_upstream_tolerance(mut self, tolerance: Duration) -> Self {
+        self.upstream_tolerance_secs = secs_i64(tolerance);
+        self
+    }
+
+    /// Only the upstream's own signature is configured: it does not cover the body, so
+    /// `video_url` is unauthenticated (the deployment must restrict the hosts).
+    pub fn only_upstream_hmac(&self) -> bool {
+        !self.unauthenticated && self.enabled_schemes() == [Scheme::UpstreamHmac]
     }
 
     pub fn enabled_schemes(&self) -> Vec<Scheme> {
@@ -231,7 +253,12 @@ impl Verifier {
             }
         }
         if !self.upstream_secrets.is_empty() {
-            match upstream_hmac::check(&self.upstream_secrets, self.tolerance_secs, req, now) {
+            match upstream_hmac::check(
+                &self.upstream_secrets,
+                self.upstream_tolerance_secs,
+                req,
+                now,
+            ) {
                 Ok(()) => return Ok(Verified::By(Scheme::UpstreamHmac)),
                 Err(r) => reasons.push((Scheme::UpstreamHmac, r)),
             }

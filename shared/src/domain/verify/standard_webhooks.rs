@@ -36,12 +36,13 @@ pub(super) fn check(
         return Err(Rejection::Missing);
     }
     check_timestamp(timestamp, tolerance_secs, now)?;
-    // Only `v1,` entries count; other versions are skipped as the spec says.
+    // Only well-formed `v1,` entries count; other versions and malformed entries are
+    // skipped, as the reference libraries do, so one bad entry cannot void a good one.
     let candidates: Vec<Vec<u8>> = signatures
         .split(' ')
         .filter_map(|entry| entry.strip_prefix("v1,"))
-        .map(decode_signature)
-        .collect::<Result<_, _>>()?;
+        .filter_map(|b64| decode_signature(b64).ok())
+        .collect();
     if candidates.is_empty() {
         return Err(Rejection::MalformedSignature);
     }
@@ -112,6 +113,28 @@ mod tests {
         assert_eq!(
             v.verify(&req(None, &h, BODY), now()),
             Ok(Verified::By(Scheme::StandardWebhooks))
+        );
+    }
+
+    #[test]
+    fn a_malformed_entry_does_not_void_a_valid_one() {
+        let v = Verifier::default().with_standard_webhooks(vec![Secret::new(sw_key())]);
+        let good = standard_webhooks_signature(&sw_key(), SW_ID, NOW, BODY);
+        for bad in ["v1,", "v1,!!!", "v1,AAAA", "v1,+", "garbage"] {
+            for list in [format!("{bad} {good}"), format!("{good} {bad}")] {
+                let h = sw_headers(SW_ID, NOW, &list);
+                assert_eq!(
+                    v.verify(&req(None, &h, BODY), now()),
+                    Ok(Verified::By(Scheme::StandardWebhooks)),
+                    "{list}"
+                );
+            }
+        }
+        // Malformed entries alone are still a rejection.
+        let h = sw_headers(SW_ID, NOW, "v1, v1,!!!");
+        assert_eq!(
+            reasons(v.verify(&req(None, &h, BODY), now()))[0].1,
+            Rejection::MalformedSignature
         );
     }
 

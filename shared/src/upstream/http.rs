@@ -1,0 +1,65 @@
+//! The HTTP adapter of the upstream API: `GET {base}/api/v1/mp4/record-info?taskId=…`
+//! with `Authorization: Bearer <key>`. The base is the operator's configuration, not a
+//! callback's, so this is a plain client (https unless configured for local use); the
+//! key never appears in a log or an error.
+
+use std::time::Duration;
+
+use url::Url;
+
+use super::{UpstreamApi, UpstreamError, UpstreamRecord, parse_record_info};
+use crate::domain::secret::Secret;
+use crate::domain::task_id::TaskId;
+
+/// The upstream's API at `base`.
+#[derive(Debug, Clone)]
+pub struct HttpUpstream {
+    client: reqwest::Client,
+    base: Url,
+    key: Secret,
+}
+
+impl HttpUpstream {
+    /// `allow_http` only for local stacks (the simulated upstream).
+    pub fn new(base: Url, key: Secret, allow_http: bool) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .https_only(!allow_http)
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("music-video-receiver/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { client, base, key })
+    }
+}
+
+impl UpstreamApi for HttpUpstream {
+    async fn record_info(&self, task_id: &TaskId) -> Result<UpstreamRecord, UpstreamError> {
+        let mut url = self
+            .base
+            .join("api/v1/mp4/record-info")
+            .map_err(|e| UpstreamError::Malformed(e.to_string()))?;
+        url.query_pairs_mut()
+            .append_pair("taskId", task_id.as_str());
+        let key = String::from_utf8_lossy(self.key.expose()).into_owned();
+        let response = self
+            .client
+            .get(url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .map_err(|e| UpstreamError::Unavailable(e.without_url().to_string()))?;
+        let status = response.status().as_u16();
+        match status {
+            401 | 403 => return Err(UpstreamError::Unauthorized(status)),
+            404 => return Err(UpstreamError::NotFound),
+            429 | 500..=599 => return Err(UpstreamError::Unavailable(format!("HTTP {status}"))),
+            _ => {}
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| UpstreamError::Unavailable(e.without_url().to_string()))?;
+        parse_record_info(&body)
+    }
+}
