@@ -8,12 +8,12 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::{Error, LambdaEvent};
 use shared::Timestamp;
-use shared::domain::task::{FailureReason, Patch};
+use shared::domain::task::{FailureReason, Task};
 use shared::fetch::Origin;
 use shared::fetch::client::BuildError;
 use shared::fetch::http::HttpOrigin;
 use shared::sink::VideoSink;
-use shared::store::dynamodb::{image_identity, task_from_image};
+use shared::store::dynamodb::{task_from_image, unreadable_image};
 use shared::store::{Applied, TaskStore};
 use shared::upstream::http::HttpUpstream;
 use shared::upstream::{NoUpstream, UpstreamApi};
@@ -135,8 +135,7 @@ impl<S: TaskStore, K: VideoSink, O: Origin, U: UpstreamApi> Ingest<S, K, O, U> {
     /// skipped; the write is conditional on the revision the image shows.
     async fn fail_unreadable(&self, record: &EventRecord, detail: &str) -> RecordOutcome {
         let reason = FailureReason::UnreadableRecord;
-        let Some((task_id, revision)) =
-            image_identity(&record.change.keys, &record.change.new_image)
+        let Some((task_id, raw)) = unreadable_image(&record.change.keys, &record.change.new_image)
         else {
             error!(
                 outcome = "skipped",
@@ -147,12 +146,20 @@ impl<S: TaskStore, K: VideoSink, O: Origin, U: UpstreamApi> Ingest<S, K, O, U> {
             return RecordOutcome::Failed(reason);
         };
         tracing::Span::current().record("task_id", task_id.as_str());
-        let patch = Patch::fail_unreadable(
-            revision,
+        let config = &self.tasks.config;
+        let patch = match Task::fail_unreadable(
+            task_id.clone(),
+            &raw,
             detail,
             Timestamp::now(),
-            self.tasks.config.task_ttl,
-        );
+            config.task_ttl,
+        ) {
+            Ok(patch) => patch,
+            Err(e) => {
+                error!(outcome = "skipped", error = %e, "could not build the failed record");
+                return RecordOutcome::Failed(reason);
+            }
+        };
         match self.tasks.store.apply(&task_id, &patch).await {
             Ok(Applied::Done(_)) => {
                 error!(

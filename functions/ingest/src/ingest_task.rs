@@ -569,3 +569,323 @@ impl<S: TaskStore> Progress for LeaseKeeper<'_, S> {
         self.renew(bytes_received).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use shared::domain::task::{DEFAULT_TASK_TTL, Reconcile, ReconcilePolicy};
+    use shared::fetch::scripted::{ScriptedOrigin, Step, chunks};
+    use shared::lambda::config::Env;
+    use shared::test_support::{MemoryTaskStore, MemoryVideoSink, Video, success};
+    use shared::upstream::scripted::ScriptedUpstream;
+
+    use super::*;
+
+    const PART: usize = 5 * 1024 * 1024;
+    const TASK: &str = "t-ingest";
+
+    fn config(extra: &[(&str, &str)]) -> IngestConfig {
+        let mut pairs = vec![
+            ("TABLE_NAME", "t"),
+            ("BUCKET_NAME", "videos"),
+            ("PART_SIZE_MIB", "5"),
+            ("MAX_ATTEMPTS", "3"),
+            ("LEASE_SECS", "2"),
+            ("PROGRESS_INTERVAL_SECS", "1"),
+        ];
+        pairs.extend_from_slice(extra);
+        IngestConfig::from_env(&Env::from_pairs(pairs)).unwrap()
+    }
+
+    type Fakes<U = NoUpstream> =
+        TaskIngest<Arc<MemoryTaskStore>, MemoryVideoSink, ScriptedOrigin, U>;
+
+    fn fakes<U: UpstreamApi>(origin: ScriptedOrigin, upstream: U) -> Fakes<U> {
+        TaskIngest {
+            store: Arc::new(MemoryTaskStore::default()),
+            sink: MemoryVideoSink::default(),
+            origin,
+            upstream,
+            config: config(&[]),
+        }
+    }
+
+    fn invocation(owner: &str, lease_for: Duration, budget: Duration) -> Invocation {
+        let now = Timestamp::now();
+        let mut config = config(&[]);
+        config.lease_for = lease_for;
+        config.deadline_margin = Duration::from_millis(500);
+        Invocation::new(owner.into(), now.saturating_add(budget), now, &config)
+    }
+
+    fn id() -> TaskId {
+        TaskId::parse(TASK).unwrap()
+    }
+
+    fn policy() -> ReconcilePolicy {
+        ReconcilePolicy {
+            received_after: Duration::from_secs(120),
+            max_attempts: 3,
+            poll_grace: Duration::from_secs(60),
+            poll_min_interval: Duration::from_secs(30),
+            poll_max_interval: Duration::from_secs(600),
+            expected_max_age: Duration::from_secs(86_400),
+            ttl: DEFAULT_TASK_TTL,
+        }
+    }
+
+    async fn seeded<U: UpstreamApi>(f: &Fakes<U>) -> Task {
+        let task = Task::from_callback(
+            &success(TASK, "https://cdn.example/v.mp4"),
+            Timestamp::now(),
+            DEFAULT_TASK_TTL,
+        );
+        f.store.create(&task).await.unwrap();
+        task
+    }
+
+    fn bytes(len: usize) -> Vec<u8> {
+        Video::new(len as u64, 3).bytes()
+    }
+
+    /// Hole 1: the final outcome write fails once (a throttle, a timeout). It is retried
+    /// inside the invocation; the task does not strand in `downloading`.
+    #[tokio::test]
+    async fn a_failing_outcome_write_is_retried_inside_the_invocation() {
+        let video = bytes(PART + 99);
+        let f = fakes(
+            ScriptedOrigin::new([chunks(&video, 64 * 1024, None)]),
+            NoUpstream,
+        );
+        let task = seeded(&f).await;
+        f.store
+            .fail_patches_setting(shared::domain::task::attr::VIDEO, 2);
+        let inv = invocation("inv-1", Duration::from_secs(60), Duration::from_secs(60));
+        assert_eq!(f.ingest(task, &inv).await, RecordOutcome::Stored);
+        let stored = f.store.snapshot(&id()).unwrap();
+        assert_eq!(stored.status, TaskStatus::Stored);
+        assert_eq!(stored.video.unwrap().bytes, video.len() as u64);
+    }
+
+    /// Hole 1, when the store stays down past the invocation: the record says
+    /// `downloading`, the lease runs out, the reconciler re-drives, and the next attempt
+    /// records the upload that already completed without fetching the video again.
+    #[tokio::test]
+    async fn an_unrecorded_complete_upload_is_recorded_by_the_next_attempt_without_refetching() {
+        let video = bytes(2 * PART + 7);
+        let f = fakes(
+            ScriptedOrigin::new([chunks(&video, 256 * 1024, None)]),
+            NoUpstream,
+        );
+        let task = seeded(&f).await;
+        f.store
+            .fail_patches_setting(shared::domain::task::attr::VIDEO, 1_000);
+        let inv = invocation("inv-1", Duration::from_millis(600), Duration::from_secs(3));
+        assert_eq!(f.ingest(task.clone(), &inv).await, RecordOutcome::Retry);
+        let stuck = f.store.snapshot(&id()).unwrap();
+        assert_eq!(stuck.status, TaskStatus::Downloading);
+        assert!(
+            f.sink.object("videos/t-ingest.mp4").is_some(),
+            "the object is complete"
+        );
+
+        // The short lease runs out; the reconciler hands the task back to ingest.
+        let later = Timestamp::now().saturating_add(Duration::from_secs(4));
+        let Reconcile::Redrive(redrive) = stuck.decide_reconcile(later, &policy()) else {
+            panic!("an expired lease is re-driven")
+        };
+        f.store.apply(&id(), &redrive).await.unwrap();
+        f.store
+            .fail_patches_setting(shared::domain::task::attr::VIDEO, 0);
+        let redriven = f.store.snapshot(&id()).unwrap();
+        let inv = invocation("inv-2", Duration::from_secs(60), Duration::from_secs(60));
+        assert_eq!(f.ingest(redriven, &inv).await, RecordOutcome::Stored);
+        assert_eq!(f.origin.opens(), 1, "the video was not fetched again");
+        let stored = f.store.snapshot(&id()).unwrap();
+        let recorded = stored.video.unwrap();
+        assert_eq!(recorded.bytes, video.len() as u64);
+        assert_eq!(recorded.sha256, crate::transfer::tests_support::sha(&video));
+        assert_eq!(stored.attempts, 2);
+    }
+
+    /// An object under the key that is not a complete upload of this source (another
+    /// URL, no recorded hash, a length that does not match) is fetched again.
+    #[tokio::test]
+    async fn only_a_complete_upload_of_the_same_source_is_reused() {
+        let video = bytes(1000);
+        let task_id = id();
+        let url = url::Url::parse("https://cdn.example/v.mp4").unwrap();
+        let source = source_fingerprint(&url);
+        let info = |meta: &[(&str, &str)], bytes: u64| ObjectInfo {
+            bytes,
+            metadata: meta
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        };
+        let sha = crate::transfer::tests_support::sha(&video);
+        let full = [
+            ("task-id", TASK),
+            ("source", source.as_str()),
+            ("sha256", sha.as_str()),
+            ("bytes", "1000"),
+        ];
+        assert!(complete_upload(&info(&full, 1000), &task_id, &source).is_some());
+        assert!(
+            complete_upload(&info(&full, 999), &task_id, &source).is_none(),
+            "length"
+        );
+        assert!(
+            complete_upload(&info(&full[..2], 1000), &task_id, &source).is_none(),
+            "no hash: unfinished"
+        );
+        let other = source_fingerprint(&url::Url::parse("https://cdn.example/other.mp4").unwrap());
+        assert!(
+            complete_upload(&info(&full, 1000), &task_id, &other).is_none(),
+            "another source"
+        );
+        let someone = TaskId::parse("someone-else").unwrap();
+        assert!(
+            complete_upload(&info(&full, 1000), &someone, &source).is_none(),
+            "another task"
+        );
+    }
+
+    /// A stalled source keeps the lease: the heartbeat renews it although no bytes move.
+    #[tokio::test]
+    async fn the_lease_is_renewed_while_the_source_stalls() {
+        let video = bytes(PART / 2);
+        let mut steps = chunks(&video[..1000], 1000, None);
+        steps.push(Step::Stall(Duration::from_millis(1_500)));
+        steps.extend(chunks(&video[1000..], 64 * 1024, None));
+        let f = fakes(ScriptedOrigin::new([steps]), NoUpstream);
+        let task = seeded(&f).await;
+        let lease = Duration::from_millis(600);
+        let inv = invocation("inv-1", lease, Duration::from_secs(30));
+        let store = Arc::clone(&f.store);
+        let watcher = tokio::spawn(async move {
+            // Sample the lease while the transfer stalls: it must stay in the future.
+            let mut seen = Vec::new();
+            for _ in 0..6 {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if let Some(t) = store.snapshot(&TaskId::parse(TASK).unwrap())
+                    && t.status == TaskStatus::Downloading
+                {
+                    seen.push(!t.lease_expired(Timestamp::now()));
+                }
+            }
+            seen
+        });
+        assert_eq!(f.ingest(task, &inv).await, RecordOutcome::Stored);
+        let seen = watcher.await.unwrap();
+        assert!(
+            !seen.is_empty() && seen.iter().all(|live| *live),
+            "{seen:?}"
+        );
+    }
+
+    /// Another invocation takes the task over (our lease ran out and the reconciler
+    /// re-drove it): this one stops, aborts its upload and records nothing.
+    #[tokio::test]
+    async fn a_lost_lease_stops_the_copy() {
+        let video = bytes(3 * PART);
+        let mut steps = chunks(&video[..PART + 1], 64 * 1024, None);
+        steps.push(Step::Stall(Duration::from_secs(3)));
+        steps.extend(chunks(&video[PART + 1..], 64 * 1024, None));
+        let f = fakes(ScriptedOrigin::new([steps]), NoUpstream);
+        let task = seeded(&f).await;
+        let inv = invocation("inv-1", Duration::from_millis(900), Duration::from_secs(30));
+        let store = Arc::clone(&f.store);
+        let thief = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            // Someone else holds it now (as after a re-drive and a new claim).
+            let current = store.snapshot(&TaskId::parse(TASK).unwrap()).unwrap();
+            let mut stolen = current.to_item().unwrap();
+            stolen.insert("lease_owner".into(), serde_json::json!("inv-2"));
+            store.put_item(&current.task_id, stolen);
+        });
+        assert_eq!(
+            f.ingest(task, &inv).await,
+            RecordOutcome::Skipped(Skipped::LeaseLost)
+        );
+        thief.await.unwrap();
+        assert!(f.sink.open_uploads().is_empty() && f.sink.object("videos/t-ingest.mp4").is_none());
+        assert_eq!(f.sink.aborted().len(), 1);
+    }
+
+    /// The source URL expired (403) and the upstream hands out a fresh one: ingest
+    /// records it and retries once with it.
+    #[tokio::test]
+    async fn an_expired_url_is_refreshed_once_from_the_upstream() {
+        let video = bytes(PART + 3);
+        let origin = ScriptedOrigin::new([
+            vec![Step::refuse_with_status(403)],
+            chunks(&video, 64 * 1024, None),
+        ]);
+        let upstream = ScriptedUpstream::default();
+        upstream.answer(
+            &id(),
+            [UpstreamRecord::Succeeded {
+                video_url: "https://cdn.example/fresh.mp4".into(),
+            }],
+        );
+        let f = fakes(origin, upstream);
+        let task = seeded(&f).await;
+        let inv = invocation("inv-1", Duration::from_secs(60), Duration::from_secs(60));
+        assert_eq!(f.ingest(task, &inv).await, RecordOutcome::Stored);
+        let stored = f.store.snapshot(&id()).unwrap();
+        assert_eq!(
+            stored.video_url.unwrap().as_str(),
+            "https://cdn.example/fresh.mp4"
+        );
+        assert_eq!(f.origin.opens(), 2);
+        assert_eq!(f.upstream.asked().len(), 1);
+    }
+
+    /// Only once: a second expiry, or an upstream with nothing fresh, fails the task.
+    #[tokio::test]
+    async fn an_expired_url_without_a_fresh_one_fails() {
+        let origin = ScriptedOrigin::new([
+            vec![Step::refuse_with_status(410)],
+            vec![Step::refuse_with_status(410)],
+        ]);
+        let upstream = ScriptedUpstream::default();
+        upstream.answer(
+            &id(),
+            [UpstreamRecord::Succeeded {
+                video_url: "https://cdn.example/fresh.mp4".into(),
+            }],
+        );
+        let f = fakes(origin, upstream);
+        let task = seeded(&f).await;
+        let inv = invocation("inv-1", Duration::from_secs(60), Duration::from_secs(60));
+        assert_eq!(
+            f.ingest(task, &inv).await,
+            RecordOutcome::Failed(FailureReason::SourceExpired)
+        );
+        assert_eq!(f.origin.opens(), 2, "one refresh, not more");
+
+        let f = fakes(
+            ScriptedOrigin::new([vec![Step::refuse_with_status(403)]]),
+            NoUpstream,
+        );
+        let task = seeded(&f).await;
+        assert_eq!(
+            f.ingest(task, &inv).await,
+            RecordOutcome::Failed(FailureReason::SourceExpired)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_lease_never_outlives_the_invocation() {
+        let inv = invocation("inv-1", Duration::from_secs(120), Duration::from_secs(30));
+        let now = Timestamp::now();
+        assert!(inv.lease_until(now) <= inv.deadline);
+        let short = invocation("inv-1", Duration::from_secs(2), Duration::from_secs(30));
+        assert_eq!(
+            short.lease_until(now),
+            now.saturating_add(Duration::from_secs(2))
+        );
+    }
+}

@@ -478,6 +478,17 @@ impl<U: MultipartUpload> PartUploads<U> {
     }
 }
 
+/// Test helpers other modules' tests share.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use sha2::{Digest, Sha256};
+
+    /// Lowercase hex SHA-256, as recorded.
+    pub fn sha(bytes: &[u8]) -> String {
+        super::hex(&Sha256::digest(bytes))
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes

@@ -66,23 +66,20 @@ pub fn task_from_image(image: serde_dynamo::Item) -> Result<Task, StoreError> {
     serde_dynamo::from_item(image).map_err(|e| StoreError::Malformed(e.to_string()))
 }
 
-/// Which task an image that does not decode is about, and the revision it shows (if
-/// that much reads), so the task can still be failed with a reason.
-pub fn image_identity(
+/// Which task an image that does not decode is about, and the image as the domain's
+/// item, so the task can still be failed with a reason.
+pub fn unreadable_image(
     keys: &serde_dynamo::Item,
     image: &serde_dynamo::Item,
-) -> Option<(TaskId, Option<u64>)> {
+) -> Option<(TaskId, Item)> {
     let task_id = [keys, image]
         .into_iter()
         .find_map(|item| match item.get(attr::TASK_ID) {
             Some(serde_dynamo::AttributeValue::S(id)) => TaskId::parse(id).ok(),
             _ => None,
         })?;
-    let revision = match image.get(attr::REVISION) {
-        Some(serde_dynamo::AttributeValue::N(n)) => n.parse().ok(),
-        _ => None,
-    };
-    Some((task_id, revision))
+    let raw: Item = serde_dynamo::from_item(image.clone()).unwrap_or_default();
+    Some((task_id, raw))
 }
 
 /// A listed item: the task, or what is needed to fail it (see the memory store).
@@ -91,15 +88,12 @@ fn listed(item: DynamoItem) -> Option<Listed> {
         Some(AttributeValue::S(id)) => TaskId::parse(id).ok()?,
         _ => return None,
     };
-    let revision = match item.get(attr::REVISION) {
-        Some(AttributeValue::N(n)) => n.parse().ok(),
-        _ => None,
-    };
+    let raw: Option<Item> = serde_dynamo::from_item(item.clone()).ok();
     match task_from_item(item) {
         Ok(task) => Some(Listed::Task(Box::new(task))),
         Err(e) => Some(Listed::Unreadable {
             task_id,
-            revision,
+            raw: raw.unwrap_or_default(),
             detail: e.to_string(),
         }),
     }

@@ -19,6 +19,10 @@ pub struct MemoryTaskStore {
     delay: Mutex<std::time::Duration>,
     /// The next this many writes (`create`, `apply`) fail as if the service were down.
     failing_writes: Mutex<u32>,
+    /// The next writes of patches that set this attribute fail (that many times).
+    failing_patches: Mutex<Option<(&'static str, u32)>>,
+    /// Writes applied so far.
+    writes: Mutex<u32>,
 }
 
 impl MemoryTaskStore {
@@ -56,6 +60,20 @@ impl MemoryTaskStore {
             .failing_writes
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = n;
+    }
+
+    /// The next `n` patches that set `attribute` fail (e.g. `video`: the outcome write
+    /// of a stored video), other writes go through.
+    pub fn fail_patches_setting(&self, attribute: &'static str, n: u32) {
+        *self
+            .failing_patches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((attribute, n));
+    }
+
+    /// Writes applied so far (conditions that held).
+    pub fn writes(&self) -> u32 {
+        *self.writes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Item>> {
@@ -104,12 +122,26 @@ impl TaskStore for MemoryTaskStore {
 
     async fn apply(&self, task_id: &TaskId, patch: &Patch) -> Result<Applied, StoreError> {
         self.check_write().await?;
+        {
+            let mut failing = self
+                .failing_patches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some((attribute, n)) = failing.as_mut()
+                && *n > 0
+                && patch.set.iter().any(|(name, _)| name == attribute)
+            {
+                *n -= 1;
+                return Err(StoreError::Unavailable("injected write failure".into()));
+            }
+        }
         let mut items = self.lock();
         let current = items.get(task_id);
         match patch.apply_to(current) {
             Some(next) => {
                 let task = Task::from_item(next.clone())?;
                 items.insert(task_id.clone(), next);
+                *self.writes.lock().unwrap_or_else(|p| p.into_inner()) += 1;
                 Ok(Applied::Done(Box::new(task)))
             }
             None => Ok(Applied::Conflict(
@@ -177,12 +209,11 @@ impl TaskStore for MemoryTaskStore {
 /// A listed item: the task, or what is needed to fail it. An item whose very key is not
 /// a task id cannot be addressed through this port (only a hand-written one can be).
 fn listed(id: &str, item: Item) -> Option<Listed> {
-    let revision = item.get(attr::REVISION).and_then(serde_json::Value::as_u64);
-    match Task::from_item(item) {
+    match Task::from_item(item.clone()) {
         Ok(task) => Some(Listed::Task(Box::new(task))),
         Err(e) => Some(Listed::Unreadable {
             task_id: TaskId::parse(id).ok()?,
-            revision,
+            raw: item,
             detail: e.to_string(),
         }),
     }

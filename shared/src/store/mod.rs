@@ -36,10 +36,10 @@ pub enum Applied {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Listed {
     Task(Box<Task>),
-    /// An item that does not decode: enough of it to fail it with a reason.
+    /// An item that does not decode: the raw item, to fail it with the reason.
     Unreadable {
         task_id: TaskId,
-        revision: Option<u64>,
+        raw: crate::domain::task::Item,
         detail: String,
     },
 }
@@ -106,4 +106,31 @@ pub trait TaskStore: Send + Sync {
         &self,
         task_id: &TaskId,
     ) -> impl Future<Output = Result<Option<Task>, StoreError>> + Send;
+}
+
+/// A shared store is a store (the functions share one behind an `Arc`).
+impl<T: TaskStore> TaskStore for std::sync::Arc<T> {
+    async fn create(&self, task: &Task) -> Result<Created, StoreError> {
+        (**self).create(task).await
+    }
+
+    async fn apply(&self, task_id: &TaskId, patch: &Patch) -> Result<Applied, StoreError> {
+        (**self).apply(task_id, patch).await
+    }
+
+    async fn list_open(
+        &self,
+        status: TaskStatus,
+        changed_before: Timestamp,
+        limit: usize,
+        cursor: Option<&Cursor>,
+    ) -> Result<OpenPage, StoreError> {
+        (**self)
+            .list_open(status, changed_before, limit, cursor)
+            .await
+    }
+
+    async fn get(&self, task_id: &TaskId) -> Result<Option<Task>, StoreError> {
+        (**self).get(task_id).await
+    }
 }

@@ -211,6 +211,13 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// One field of a raw item, if it decodes as `T`.
+fn field<T: serde::de::DeserializeOwned>(raw: &Item, name: &str) -> Option<T> {
+    raw.get(name)
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+}
+
 /// When the reconciler acts, and how the expected tasks are polled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReconcilePolicy {
@@ -555,6 +562,58 @@ impl Task {
         }
     }
 
+    /// A consistent `failed` record (`unreadable_record`, with `detail`) built from an item
+    /// that does not decode: every field that still decodes is kept, the rest falls back
+    /// to what is known (`now`), leases end. It lives `ttl` from `now`.
+    pub fn salvage(
+        task_id: TaskId,
+        raw: &Item,
+        detail: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Self {
+        Self {
+            task_id,
+            status: TaskStatus::Failed,
+            video_url: field(raw, attr::VIDEO_URL),
+            upstream_code: field(raw, attr::UPSTREAM_CODE).unwrap_or(0),
+            upstream_msg: field::<String>(raw, attr::UPSTREAM_MSG)
+                .map(|m| stored_text(&m).to_owned())
+                .unwrap_or_default(),
+            received_at: field(raw, "received_at").unwrap_or(now),
+            updated_at: now,
+            last_callback_at: field(raw, attr::LAST_CALLBACK_AT).unwrap_or(now),
+            callback_count: field(raw, attr::CALLBACK_COUNT).unwrap_or(0),
+            expires_at: expiry(now, ttl),
+            revision: field::<u64>(raw, attr::REVISION).map_or(1, |r| r.saturating_add(1)),
+            attempts: field(raw, attr::ATTEMPTS).unwrap_or(0),
+            lease_owner: None,
+            lease_until: None,
+            failure_reason: Some(FailureReason::UnreadableRecord),
+            failure_detail: Some(stored_text(detail).to_owned()),
+            bytes_received: None,
+            video: field(raw, attr::VIDEO),
+            source: field(raw, attr::SOURCE),
+            registered_at: field(raw, attr::REGISTERED_AT),
+            next_poll_at: None,
+            polls: field(raw, attr::POLLS).unwrap_or(0),
+            redrive_mark: None,
+            redrives: field(raw, attr::REDRIVES).unwrap_or(0),
+        }
+    }
+
+    /// The patch that replaces an unreadable `raw` item with its salvaged record.
+    pub fn fail_unreadable(
+        task_id: TaskId,
+        raw: &Item,
+        detail: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<Patch, MalformedItem> {
+        let salvaged = Self::salvage(task_id, raw, detail, now, ttl).to_item()?;
+        Ok(Patch::replace_unreadable(raw, &salvaged))
+    }
+
     /// The record after `patch`, if its condition holds: exactly what a store does.
     pub fn apply(&self, patch: &Patch) -> Option<Task> {
         let item = self.to_item().ok()?;
@@ -892,10 +951,6 @@ mod tests {
                 downloading.clone(),
                 lease.refresh_url(url("https://cdn.example/fresh.mp4"), t(5)),
             ),
-            (
-                received.clone(),
-                Patch::fail_unreadable(Some(1), "bad", t(6), TTL),
-            ),
             (received, Patch::count_callback(t(4))),
             (downloading.clone(), lease.renew(5, t(9_500), t(5))),
             (downloading.clone(), lease.store(video(), t(6), TTL)),
@@ -1202,25 +1257,43 @@ mod tests {
     }
 
     #[test]
-    fn an_unreadable_record_can_still_be_failed() {
+    fn an_unreadable_record_is_failed_into_a_readable_one() {
         let mut item = task_in(TaskStatus::Received).to_item().unwrap();
         item.insert(attr::STATUS.into(), serde_json::json!("exploded"));
-        let patch = Patch::fail_unreadable(Some(1), "unknown variant `exploded`", t(5), TTL);
-        let fixed = Task::from_item(patch.apply_to(Some(&item)).unwrap()).unwrap();
+        item.insert(attr::VIDEO_URL.into(), serde_json::json!(12));
+        item.insert("someone_elses".into(), serde_json::json!("kept"));
+        assert!(Task::from_item(item.clone()).is_err());
+        let id = TaskId::parse("t1").unwrap();
+        let patch =
+            Task::fail_unreadable(id.clone(), &item, "unknown variant `exploded`", t(5), TTL)
+                .unwrap();
+        let after = patch.apply_to(Some(&item)).unwrap();
+        let fixed = Task::from_item(after.clone()).unwrap();
         assert_eq!(
             (fixed.status, fixed.failure_reason, fixed.revision),
             (TaskStatus::Failed, Some(FailureReason::UnreadableRecord), 2)
         );
-        // A newer write got there first: the stale revision refuses.
         assert_eq!(
-            Patch::fail_unreadable(Some(7), "x", t(5), TTL).apply_to(Some(&item)),
-            None
+            (fixed.video_url, fixed.callback_count),
+            (None, 1),
+            "what decodes is kept"
         );
-        // Without a readable revision, existence is the only condition.
         assert!(
-            Patch::fail_unreadable(None, "x", t(5), TTL)
-                .apply_to(Some(&item))
-                .is_some()
+            after[attr::UNREADABLE_ITEM]
+                .as_str()
+                .unwrap()
+                .contains("exploded")
         );
+        assert!(!after.contains_key(attr::OPEN_STATUS));
+        assert_eq!(after["someone_elses"], "kept", "attributes not ours stay");
+        // A newer write got there first: the stale revision refuses.
+        let mut newer = item.clone();
+        newer.insert(attr::REVISION.into(), serde_json::json!(7));
+        assert_eq!(patch.apply_to(Some(&newer)), None);
+        // Without a readable revision, existence is the only condition.
+        item.insert(attr::REVISION.into(), serde_json::json!("x"));
+        let loose = Task::fail_unreadable(id, &item, "x", t(5), TTL).unwrap();
+        assert_eq!(loose.condition, Condition::Exists);
+        assert!(loose.apply_to(Some(&item)).is_some());
     }
 }

@@ -49,6 +49,43 @@ pub mod attr {
     /// values), while duplicate callbacks leave it alone.
     pub const REDRIVE_MARK: &str = "redrive_mark";
     pub const REDRIVES: &str = "redrives";
+    /// The raw item a record was salvaged from (see `Patch::replace_unreadable`).
+    pub const UNREADABLE_ITEM: &str = "unreadable_item";
+
+    const ALL: [&str; 26] = [
+        TASK_ID,
+        STATUS,
+        OPEN_STATUS,
+        VIDEO_URL,
+        UPSTREAM_CODE,
+        UPSTREAM_MSG,
+        UPDATED_AT,
+        LAST_CALLBACK_AT,
+        CALLBACK_COUNT,
+        EXPIRES_AT,
+        REVISION,
+        ATTEMPTS,
+        LEASE_OWNER,
+        LEASE_UNTIL,
+        FAILURE_REASON,
+        FAILURE_DETAIL,
+        BYTES_RECEIVED,
+        VIDEO,
+        SOURCE,
+        REGISTERED_AT,
+        NEXT_POLL_AT,
+        POLLS,
+        REDRIVE_MARK,
+        REDRIVES,
+        UNREADABLE_ITEM,
+        "received_at",
+    ];
+
+    /// The attribute's static name, if it is one of a task's. (An item's other
+    /// attributes are not ours to touch.)
+    pub fn known(name: &str) -> Option<&'static str> {
+        ALL.iter().copied().find(|a| *a == name)
+    }
 }
 
 /// Longest stored `upstream_msg` and `failure_detail`, in bytes: whatever the body limit,
@@ -147,34 +184,45 @@ impl Patch {
         b.patch
     }
 
-    /// A record nothing can read (its status or fields do not decode) becomes `failed`
-    /// with the reason, never silently skipped. Written under the revision the raw item
-    /// shows, or, when even that is unreadable, under mere existence; the one patch that
-    /// does not go through the transition table, since there is no status to look it up.
-    pub fn fail_unreadable(
-        revision: Option<u64>,
-        detail: &str,
-        at: Timestamp,
-        ttl: Duration,
-    ) -> Self {
-        let condition = revision.map_or(Condition::Exists, Condition::Revision);
+    /// A record nothing can read (its status or a field does not decode) becomes `failed`
+    /// with the reason, never silently skipped: `salvaged` (see [`super::Task::salvage`])
+    /// replaces it attribute for attribute, every attribute it lacks is removed, and the
+    /// raw item stays in `unreadable_item` (capped) for an operator. Written under the
+    /// revision the raw item shows, or, when even that is unreadable, under existence.
+    /// The one patch that does not go through the transition table: there is no status
+    /// to look it up by.
+    pub fn replace_unreadable(raw: &Item, salvaged: &Item) -> Self {
+        let condition = raw
+            .get(attr::REVISION)
+            .and_then(Value::as_u64)
+            .map_or(Condition::Exists, Condition::Revision);
         let mut b = Builder::new(condition);
-        let (status, _) = status_attributes(TaskStatus::Failed);
-        b.set(attr::UPDATED_AT, at.to_rfc3339())
-            .set(attr::STATUS, status)
-            .set(
-                attr::FAILURE_REASON,
-                FailureReason::UnreadableRecord.as_str(),
-            )
-            .set(attr::FAILURE_DETAIL, stored_text(detail))
-            .set(attr::EXPIRES_AT, expiry(at, ttl))
-            .remove(&[attr::OPEN_STATUS])
-            .remove(&LEASE_ATTRIBUTES);
-        if revision.is_some() {
-            b.add(attr::REVISION, 1);
+        for (name, value) in salvaged {
+            if let Some(name) = attr::known(name).filter(|n| *n != attr::TASK_ID) {
+                b.set(name, value.clone());
+            }
+        }
+        let dump = serde_json::to_string(raw).unwrap_or_default();
+        b.set(attr::UNREADABLE_ITEM, stored_dump(&dump));
+        for name in raw.keys() {
+            if let Some(name) = attr::known(name).filter(|n| {
+                *n != attr::TASK_ID && *n != attr::UNREADABLE_ITEM && !salvaged.contains_key(*n)
+            }) {
+                b.remove(&[name]);
+            }
         }
         b.patch
     }
+}
+
+/// The raw dump of an unreadable item, cut on a character boundary.
+fn stored_dump(text: &str) -> &str {
+    const MAX_DUMP: usize = 8 * MAX_STORED_TEXT;
+    let mut end = text.len().min(MAX_DUMP);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// The attributes that mirror the status: itself, and the sparse index key while open.

@@ -1,0 +1,69 @@
+//! Reconciler Lambda: an EventBridge schedule → one reconciler run (inbox replay,
+//! re-drives, polling). Wiring only; the use case is in [`reconciler::reconcile`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use reconciler::config::ReconcilerConfig;
+use reconciler::reconcile::Reconciler;
+use shared::Timestamp;
+use shared::inbox::s3::S3Inbox;
+use shared::lambda::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config};
+use shared::lambda::config::Env;
+use shared::lambda::telemetry;
+use shared::store::dynamodb::DynamoTaskStore;
+use shared::upstream::http::HttpUpstream;
+use tracing::{Instrument, error, info, info_span};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = ReconcilerConfig::from_env(&Env::process())
+        .inspect_err(|e| error!(error = %e, "invalid configuration"))?;
+    info!(
+        table = %config.table_name,
+        inbox = config.inbox_bucket.is_some(),
+        polling = config.upstream_api.is_some(),
+        max_per_run = config.max_per_run,
+        "reconciler starting"
+    );
+
+    let sdk = sdk_config().await;
+    let timeouts = CallTimeouts {
+        operation: Duration::from_secs(10),
+        attempt: Duration::from_secs(3),
+        max_attempts: 3,
+    };
+    let store = DynamoTaskStore::new(dynamodb_client(&sdk, timeouts), config.table_name.clone());
+    let inbox = config
+        .inbox_bucket
+        .clone()
+        .map(|bucket| S3Inbox::new(s3_client(&sdk, config.s3_force_path_style), bucket));
+    let upstream = match &config.upstream_api {
+        Some(api) => Some(HttpUpstream::new(
+            api.base.clone(),
+            api.key.clone(),
+            api.allow_http,
+        )?),
+        None => None,
+    };
+    let reconciler = Arc::new(Reconciler {
+        store,
+        inbox,
+        upstream,
+        config,
+    });
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let reconciler = Arc::clone(&reconciler);
+        let span = info_span!("run", request_id = %event.context.request_id);
+        async move {
+            let report = reconciler.run(Timestamp::now()).await;
+            info!(report = ?report, outcome = "reconciled", "reconciler run done");
+            Ok::<_, Error>(serde_json::to_value(report)?)
+        }
+        .instrument(span)
+    }))
+    .await
+}
