@@ -431,3 +431,225 @@ async fn two_concurrent_ingests_of_one_task_download_it_once() {
     assert_eq!(server.gets("/twice.mp4").len(), 1, "downloaded once");
     assert_eq!(current(&stack, &task).await.attempts, 1);
 }
+
+// --- issue 7: sources that once made a truncated video look complete (holes 2 and 4) ---
+
+use integration_tests::video_server::{Framing, Tricky};
+
+async fn ingest_tricky(stack: &Stack, name: &str, tricky: Tricky) -> (Task, VideoServer) {
+    let server = VideoServer::start(0).await;
+    let url = server.route("/tricky.mp4", Behaviour::Tricky(tricky));
+    let (task, event) = received_task(stack, name, &url).await;
+    deliver(&ingest(stack, &[]), &event, "inv-1").await;
+    (task, server)
+}
+
+/// Hole 2: the first GET is chunked (no length), breaks, and every resume is a 206
+/// covering only part of the rest (`bytes 1000-1999/5000`). The total is learned from
+/// Content-Range and the download goes on until every byte is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chunked_source_cut_then_served_in_partial_ranges_is_stored_whole() {
+    let stack = Stack::load();
+    let video = Video::new(5_000, 21);
+    let tricky = Tricky {
+        cut_first_after: Some(1_000),
+        clean_cut: false,
+        segment: Some(1_000),
+        ..Tricky::new(video, Framing::Chunked)
+    };
+    let (task, server) = ingest_tricky(&stack, "chunked-partial", tricky).await;
+    assert_stored(&stack, &task, video).await;
+    let ranges: Vec<Option<String>> = server
+        .gets("/tricky.mp4")
+        .into_iter()
+        .map(|g| g.range)
+        .collect();
+    assert_eq!(ranges[0], None);
+    assert_eq!(ranges[1].as_deref(), Some("bytes=1000-"));
+    assert_eq!(ranges.last().unwrap().as_deref(), Some("bytes=4000-"));
+}
+
+/// Hole 2: a close-delimited body (no length, no chunks) cut short looks complete; the
+/// final range probe finds the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_close_delimited_body_cut_short_is_resumed_not_accepted() {
+    let stack = Stack::load();
+    let video = Video::new(3 * MIB + 17, 22);
+    let tricky = Tricky {
+        cut_first_after: Some(MIB),
+        ..Tricky::new(video, Framing::CloseDelimited)
+    };
+    let (task, server) = ingest_tricky(&stack, "close-cut", tricky).await;
+    assert_stored(&stack, &task, video).await;
+    let gets = server.gets("/tricky.mp4");
+    assert_eq!(
+        gets[1].range.as_deref(),
+        Some(format!("bytes={MIB}-").as_str())
+    );
+}
+
+/// A complete body without a declared length is confirmed by `416 bytes */N`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_complete_body_without_a_length_is_confirmed_by_a_range_probe() {
+    let stack = Stack::load();
+    for framing in [Framing::Chunked, Framing::CloseDelimited] {
+        let video = Video::new(2 * MIB + 3, 23);
+        let (task, server) = ingest_tricky(&stack, "probe", Tricky::new(video, framing)).await;
+        assert_stored(&stack, &task, video).await;
+        let gets = server.gets("/tricky.mp4");
+        assert_eq!(gets.len(), 2, "{framing:?}: the GET and the probe");
+        assert_eq!(
+            gets[1].range.as_deref(),
+            Some(format!("bytes={}-", video.len).as_str())
+        );
+    }
+}
+
+/// A length that nothing confirms (no length, ranges ignored) is never recorded stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_body_whose_length_cannot_be_confirmed_is_never_stored() {
+    let stack = Stack::load();
+    let video = Video::new(MIB, 24);
+    let tricky = Tricky {
+        ranges: false,
+        ..Tricky::new(video, Framing::CloseDelimited)
+    };
+    let (task, _server) = ingest_tricky(&stack, "unconfirmed", tricky).await;
+    let after = current(&stack, &task).await;
+    assert_eq!(
+        (after.status, after.failure_reason),
+        (TaskStatus::Failed, Some(FailureReason::LengthUnconfirmed))
+    );
+    assert_no_leftovers(&stack, &task).await;
+    let head = stack
+        .s3()
+        .head_object()
+        .bucket(stack.bucket())
+        .key(format!("videos/{}.mp4", task.task_id))
+        .send()
+        .await;
+    assert!(head.is_err(), "nothing stored");
+}
+
+/// Hole 4: a resumed 206 whose ETag differs from the first answer's is another version
+/// of the object: the transfer restarts from byte 0 instead of splicing it in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resume_with_a_changed_etag_restarts_from_byte_zero() {
+    let stack = Stack::load();
+    let video = Video::new(7 * MIB, 25);
+    let tricky = Tricky {
+        cut_first_after: Some(6 * MIB),
+        clean_cut: false,
+        resume_etag: Some("\"v-other\""),
+        ..Tricky::new(video, Framing::ContentLength)
+    };
+    let (task, server) = ingest_tricky(&stack, "etag", tricky).await;
+    assert_stored(&stack, &task, video).await;
+    let gets = server.gets("/tricky.mp4");
+    assert_eq!(
+        gets.len(),
+        3,
+        "first GET, refused resume, fresh GET: {gets:?}"
+    );
+    assert_eq!(gets[2].range, None, "started over");
+}
+
+/// The source cut at 20 random offsets, with and without a declared length: every time
+/// the object is the source, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cuts_at_twenty_random_offsets_with_and_without_a_length() {
+    let stack = Stack::load();
+    let ingest = ingest(&stack, &[]);
+    for i in 0..20u64 {
+        let video = Video::new(fastrand::u64(64 * 1024..6 * MIB), 100 + i);
+        let framing = [
+            Framing::ContentLength,
+            Framing::Chunked,
+            Framing::CloseDelimited,
+        ][(i % 3) as usize];
+        let cut = fastrand::u64(1..video.len);
+        let tricky = Tricky {
+            cut_first_after: Some(cut),
+            clean_cut: i % 2 == 0,
+            ..Tricky::new(video, framing)
+        };
+        let server = VideoServer::start(0).await;
+        let url = server.route("/cut.mp4", Behaviour::Tricky(tricky));
+        let (task, event) = received_task(&stack, &format!("cut-{i}"), &url).await;
+        assert!(
+            deliver(&ingest, &event, "inv-1").await.is_empty(),
+            "cut {i}"
+        );
+        assert_stored(&stack, &task, video).await;
+    }
+}
+
+/// Hole 3, read side: an item written by a looser version (a URL far over today's
+/// limit) is read and processed, not skipped as malformed: here it fails with a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stored_url_over_todays_limit_is_read_and_processed() {
+    let stack = Stack::load();
+    let server = VideoServer::start(0).await;
+    let long = server.url(&format!("/{}.mp4", "a".repeat(5_000)));
+    let mut task = Task::from_callback(
+        &success(&unique_task_id("long-url"), &server.url("/x.mp4")),
+        Timestamp::now(),
+        DEFAULT_TASK_TTL,
+    );
+    let mut item = task.to_item().unwrap();
+    item.insert("video_url".into(), serde_json::json!(long));
+    let raw = shared::store::dynamodb::to_dynamo_item(&item).unwrap();
+    stack
+        .dynamodb()
+        .put_item()
+        .table_name(stack.direct_table())
+        .set_item(Some(raw))
+        .send()
+        .await
+        .unwrap();
+    task = current(&stack, &task).await;
+    assert_eq!(task.video_url.as_ref().unwrap().as_str().len(), long.len());
+    let event = stream_event(&[item]);
+    assert!(
+        deliver(&ingest(&stack, &[]), &event, "inv-1")
+            .await
+            .is_empty()
+    );
+    let after = current(&stack, &task).await;
+    assert_eq!(
+        (after.status, after.failure_reason),
+        (TaskStatus::Failed, Some(FailureReason::SourceNotFound))
+    );
+}
+
+/// An image nothing can read becomes `failed` with the reason, never silently skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreadable_image_fails_the_task() {
+    let stack = Stack::load();
+    let task = Task::from_callback(
+        &success(&unique_task_id("unreadable"), "https://cdn.example/v.mp4"),
+        Timestamp::now(),
+        DEFAULT_TASK_TTL,
+    );
+    let mut item = task.to_item().unwrap();
+    item.insert("status".into(), serde_json::json!("exploded"));
+    let raw = shared::store::dynamodb::to_dynamo_item(&item).unwrap();
+    stack
+        .dynamodb()
+        .put_item()
+        .table_name(stack.direct_table())
+        .set_item(Some(raw))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        deliver(&ingest(&stack, &[]), &stream_event(&[item]), "inv-1")
+            .await
+            .is_empty()
+    );
+    let after = current(&stack, &task).await;
+    assert_eq!(
+        (after.status, after.failure_reason),
+        (TaskStatus::Failed, Some(FailureReason::UnreadableRecord))
+    );
+}

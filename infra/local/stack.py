@@ -1,14 +1,15 @@
 """Local stack launcher: moto (DynamoDB + Streams), SeaweedFS (S3), cargo lambda watch,
-the stream pump and a static file server for sample videos, all on 127.0.0.1.
+the stream pump, the reconciler's schedule, a simulated upstream API and a static file
+server for sample videos, all on 127.0.0.1.
 
     python3 infra/local/stack.py run     # foreground (make run); Ctrl-C stops everything
     python3 infra/local/stack.py start   # background (make test); returns once ready
     python3 infra/local/stack.py stop    # stops what `start` started
     python3 infra/local/stack.py status  # exit 0 while a stack is running
 
-Ports come from DYNAMODB_PORT (8000), S3_PORT (8333), LAMBDA_PORT (9000), FILES_PORT (8090);
-BUCKET_NAME (music-video-local) and STACK_EXTRA_ENV ("K=V K2=V2", added to the functions'
-environment) are optional. Everything lives under <repo>/.local/:
+Ports come from DYNAMODB_PORT (8000), S3_PORT (8333), LAMBDA_PORT (9000), FILES_PORT (8090),
+UPSTREAM_PORT (8091); BUCKET_NAME (music-video-local), RECONCILE_EVERY_S (15) and
+STACK_EXTRA_ENV ("K=V K2=V2", added to the functions' environment) are optional. Everything lives under <repo>/.local/:
     stack.env       KEY=VALUE for clients (URLs, endpoints, token); `set -a; . .local/stack.env`
     functions.env   the functions' environment under cargo lambda watch
     logs/<name>.log one log per child; pids: what is running; videos/: served on FILES_PORT
@@ -55,6 +56,16 @@ SEAWEEDFS_COMPONENTS = ("master", "volume", "filer", "admin")
 # Lambda's maximum: also how long cargo lambda watch waits before answering 408 when a
 # function process dies mid-invocation (otherwise that request would hang forever).
 INVOKE_TIMEOUT_S = 900
+# How often `make run` runs the reconciler (EventBridge does it every 5 minutes in AWS).
+RECONCILE_EVERY_S = 15
+# The functions' short local settings, so recovery is seen in seconds, not minutes.
+LOCAL_RECOVERY_ENV = {
+    "LEASE_SECS": "15",
+    "RECEIVED_REDRIVE_SECS": "30",
+    "POLL_GRACE_SECS": "3",
+    "POLL_MIN_INTERVAL_SECS": "2",
+    "POLL_MAX_INTERVAL_SECS": "10",
+}
 
 
 class StackError(Exception):
@@ -80,20 +91,24 @@ class Config:
     s3_port: int
     lambda_port: int
     files_port: int
+    upstream_port: int
     table: str
     bucket: str
     token: str
+    upstream_key: str
 
     @classmethod
     def from_env(cls) -> "Config":
         env = os.environ.get
         try:
             ports = [int(env(k, d)) for k, d in
-                     (("DYNAMODB_PORT", "8000"), ("S3_PORT", "8333"), ("LAMBDA_PORT", "9000"), ("FILES_PORT", "8090"))]
+                     (("DYNAMODB_PORT", "8000"), ("S3_PORT", "8333"), ("LAMBDA_PORT", "9000"), ("FILES_PORT", "8090"),
+                      ("UPSTREAM_PORT", "8091"))]
         except ValueError as e:
             raise StackError(f"bad port setting: {e}") from None
         return cls(*ports, table=env("TABLE_NAME", "music-video-tasks"),
-                   bucket=env("BUCKET_NAME", "music-video-local"), token=_callback_token())
+                   bucket=env("BUCKET_NAME", "music-video-local"), token=_callback_token(),
+                   upstream_key=_saved_secret("UPSTREAM_API_KEY"))
 
     @property
     def direct_table(self) -> str:
@@ -115,6 +130,10 @@ class Config:
     def files_url(self) -> str:
         return f"http://{HOST}:{self.files_port}"
 
+    @property
+    def upstream_url(self) -> str:
+        return f"http://{HOST}:{self.upstream_port}/"
+
     def aws_env(self) -> dict[str, str]:
         return {
             "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_url,
@@ -130,9 +149,16 @@ class Config:
             "BUCKET_NAME": self.bucket,
             **self.aws_env(),
             "CALLBACK_TOKENS": self.token,
-            # Local videos come from the plain-HTTP loopback file server.
+            # Local videos come from the plain-HTTP loopback file server (and the tests'
+            # video servers), the only host ingest may fetch from here.
             "VIDEO_URL_ALLOW_HTTP": "true",
             "VIDEO_URL_ALLOW_LOOPBACK": "true",
+            "VIDEO_URL_ALLOWED_HOSTS": HOST,
+            # The simulated upstream API: polling for missed callbacks, fresh URLs.
+            "UPSTREAM_API_BASE": self.upstream_url,
+            "UPSTREAM_API_KEY": self.upstream_key,
+            "UPSTREAM_API_ALLOW_HTTP": "true",
+            **LOCAL_RECOVERY_ENV,
             "S3_FORCE_PATH_STYLE": "true",
             "RUST_LOG": "info",
             "AWS_EC2_METADATA_DISABLED": "true",  # no IMDS probing (and its timeouts) locally
@@ -148,6 +174,11 @@ class Config:
         return {
             "CALLBACK_URL": f"{self.lambda_url}/lambda-url/receiver/callbacks/music-video?token={self.token}",
             "STATUS_URL": f"{self.lambda_url}/lambda-url/status/tasks",
+            # POST {"task_ids": [...]} registers expected tasks (the same route, POST).
+            "TASKS_URL": f"{self.lambda_url}/lambda-url/status/tasks",
+            "RECONCILE_URL": f"{self.lambda_url}/2015-03-31/functions/reconciler/invocations",
+            "UPSTREAM_API_URL": self.upstream_url,
+            "UPSTREAM_API_KEY": self.upstream_key,
             **self.aws_env(),
             "TABLE_NAME": self.table,
             "DIRECT_TABLE_NAME": self.direct_table,
@@ -157,6 +188,7 @@ class Config:
             "S3_PORT": str(self.s3_port),
             "LAMBDA_PORT": str(self.lambda_port),
             "FILES_PORT": str(self.files_port),
+            "UPSTREAM_PORT": str(self.upstream_port),
             "FILES_URL": self.files_url,
             "LAMBDA_INVOKE_URL": self.lambda_url,
         }
@@ -187,7 +219,11 @@ def write_env_file(path: Path, values: dict[str, str]) -> None:
 
 def _callback_token() -> str:
     # Reuse the token across restarts so a pasted callback URL keeps working.
-    return read_env_file(STACK_ENV).get("CALLBACK_TOKEN") or secrets.token_urlsafe(32)
+    return _saved_secret("CALLBACK_TOKEN")
+
+
+def _saved_secret(name: str) -> str:
+    return read_env_file(STACK_ENV).get(name) or secrets.token_urlsafe(32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,7 +292,7 @@ def port_in_use(port: int) -> bool:
 
 def check_ports(cfg: Config) -> None:
     wanted = {"DYNAMODB_PORT": cfg.dynamodb_port, "S3_PORT": cfg.s3_port,
-              "LAMBDA_PORT": cfg.lambda_port, "FILES_PORT": cfg.files_port}
+              "LAMBDA_PORT": cfg.lambda_port, "FILES_PORT": cfg.files_port, "UPSTREAM_PORT": cfg.upstream_port}
     for name, port in seaweedfs_ports(cfg).items():
         wanted[f"SeaweedFS {name} (S3_PORT+{port - cfg.s3_port})"] = port
     if len(set(wanted.values())) != len(wanted) or not all(0 < p < 65536 for p in wanted.values()):
@@ -500,7 +536,8 @@ def cargo_build() -> None:
     say("cargo build --bins (so the first request does not compile; log: .local/logs/cargo-build.log)")
     started = time.monotonic()
     with open(LOGS / "cargo-build.log", "w") as log:
-        code = subprocess.run(["cargo", "build", "--bins"], cwd=REPO, stdin=subprocess.DEVNULL,
+        # --workspace: the test support's binaries too (the simulated upstream API).
+        code = subprocess.run(["cargo", "build", "--workspace", "--bins"], cwd=REPO, stdin=subprocess.DEVNULL,
                               stdout=log, stderr=subprocess.STDOUT).returncode
     if code == 0:
         say(f"built in {time.monotonic() - started:.0f}s")
@@ -529,6 +566,55 @@ def start_pump(stack: Stack, cfg: Config) -> None:
     stack.wait_for("stream pump", lambda: "reading stream" in pump.log.read_text(), 20)
 
 
+def target_dir() -> Path:
+    return Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+
+
+def start_upstream_api(stack: Stack, cfg: Config) -> None:
+    binary = target_dir() / "debug" / "upstream-api"
+    stack.spawn("upstream-api", [str(binary), str(cfg.upstream_port), cfg.upstream_key])
+    stack.wait_for("simulated upstream API", lambda: _port_open(cfg.upstream_port), 20)
+
+
+def start_reconcile_schedule(stack: Stack, cfg: Config) -> None:
+    every = os.environ.get("RECONCILE_EVERY_S", str(RECONCILE_EVERY_S))
+    stack.spawn("reconcile-schedule", [sys.executable, str(Path(__file__).resolve()), "schedule",
+                                       "--url", cfg.stack_env()["RECONCILE_URL"], "--every", every],
+                env={"PYTHONUNBUFFERED": "1"})
+
+
+def scheduled_event() -> dict:
+    """What EventBridge Scheduler hands the reconciler (only its arrival matters)."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {"version": "0", "id": secrets.token_hex(16), "detail-type": "Scheduled Event",
+            "source": "aws.scheduler", "account": "123456789012", "time": now, "region": REGION,
+            "resources": ["arn:aws:scheduler:us-east-1:123456789012:schedule/default/reconcile"], "detail": {}}
+
+
+def cmd_schedule(url: str, every: float) -> int:
+    import json
+    import urllib.request
+
+    def on_term(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    print(f"invoking {url} every {every:g}s", flush=True)
+    try:
+        while True:
+            started = time.monotonic()
+            body = json.dumps(scheduled_event()).encode()
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"),
+                                            timeout=INVOKE_TIMEOUT_S) as r:
+                    print(f"reconciler: {r.read().decode(errors='replace')}", flush=True)
+            except Exception as e:  # noqa: BLE001 - report and try again next time
+                print(f"reconciler invocation failed: {e}", flush=True)
+            time.sleep(max(0.0, every - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        return 0
+
+
 def _port_open(port: int) -> bool:
     with socket.create_connection((HOST, port), timeout=1):
         return True
@@ -553,8 +639,10 @@ def bring_up(stack: Stack, cfg: Config) -> float:
     build_started = time.monotonic()
     cargo_build()
     build_time = time.monotonic() - build_started
+    start_upstream_api(stack, cfg)
     start_cargo_lambda(stack, cfg)
     start_pump(stack, cfg)
+    start_reconcile_schedule(stack, cfg)
     write_env_file(STACK_ENV, cfg.stack_env())
     total = time.monotonic() - started
     say(f"ready in {total:.1f}s ({total - build_time:.1f}s without cargo build)")
@@ -575,6 +663,10 @@ Send a success callback:
   curl -sS -X POST '{env['CALLBACK_URL']}' -H 'Content-Type: application/json' -d '{body}'
 Follow the task:
   curl -sS '{env['STATUS_URL']}/{task}'
+Register a task whose callback is expected (the reconciler polls the simulated upstream
+every {RECONCILE_EVERY_S}s), then tell the upstream it finished:
+  curl -sS -X POST '{env['TASKS_URL']}' -H 'Content-Type: application/json' -d '{{"task_ids":["{task}-x"]}}'
+  curl -sS -X PUT '{cfg.upstream_url}admin/tasks/{task}-x' -d '{{"successFlag":"SUCCESS","response":{{"videoUrl":"{cfg.files_url}/sample.mp4"}}}}'
 Use the settings in a shell:  set -a; . .local/stack.env; set +a
 """, flush=True)
 
@@ -664,6 +756,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("start", help="start everything in the background and return once ready")
     sub.add_parser("stop", help="stop what `start` started")
     sub.add_parser("status", help="exit 0 if a stack is running, 1 if not")
+    schedule = sub.add_parser("schedule")  # internal: the reconciler's schedule child
+    schedule.add_argument("--url", required=True)
+    schedule.add_argument("--every", type=float, required=True)
     files = sub.add_parser("serve-files")  # internal: the static file server child
     files.add_argument("--port", type=int, required=True)
     files.add_argument("--dir", type=Path, required=True)
@@ -671,6 +766,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.reconfigure(line_buffering=True)
     if args.cmd == "serve-files":
         return cmd_serve_files(args.port, args.dir)
+    if args.cmd == "schedule":
+        return cmd_schedule(args.url, args.every)
     if args.cmd == "stop":
         return cmd_stop()
     if args.cmd == "status":

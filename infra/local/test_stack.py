@@ -60,6 +60,18 @@ class StackTest(unittest.TestCase):
         with mock.patch.dict(os.environ, {"STACK_EXTRA_ENV": "oops"}), self.assertRaises(stack.StackError):
             cfg.functions_env()
 
+    def test_recovery_settings_and_the_simulated_upstream(self) -> None:
+        cfg = self.config(UPSTREAM_PORT="8191")
+        env = cfg.functions_env()
+        self.assertEqual(env["UPSTREAM_API_BASE"], "http://127.0.0.1:8191/")
+        self.assertEqual(env["UPSTREAM_API_KEY"], cfg.upstream_key)
+        self.assertEqual(env["VIDEO_URL_ALLOWED_HOSTS"], "127.0.0.1")
+        self.assertEqual(env["LEASE_SECS"], "15")
+        event = stack.scheduled_event()
+        self.assertEqual((event["source"], event["detail-type"]), ("aws.scheduler", "Scheduled Event"))
+        stack.write_env_file(stack.STACK_ENV, cfg.stack_env())
+        self.assertEqual(self.config().upstream_key, cfg.upstream_key, "kept across restarts")
+
     def test_sample_video_starts_with_ftyp(self) -> None:
         data = stack.write_sample_video().read_bytes()
         self.assertEqual(len(data), 3 * 1024 * 1024)
@@ -71,7 +83,8 @@ class StackTest(unittest.TestCase):
             s.bind(("127.0.0.1", 0))
             s.listen()
             port = s.getsockname()[1]
-            cfg = self.config(FILES_PORT=str(port), DYNAMODB_PORT="101", S3_PORT="200", LAMBDA_PORT="300")
+            cfg = self.config(FILES_PORT=str(port), DYNAMODB_PORT="101", S3_PORT="200", LAMBDA_PORT="300",
+                              UPSTREAM_PORT="400")
             with mock.patch.object(stack, "port_in_use", side_effect=lambda p: p == port):
                 with self.assertRaisesRegex(stack.StackError, f"FILES_PORT={port}"):
                     stack.check_ports(cfg)

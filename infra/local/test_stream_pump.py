@@ -138,6 +138,23 @@ class FilterTest(unittest.TestCase):
     def test_received_to_downloading_does_not(self) -> None:
         self.assertFalse(self.passes(record("MODIFY", new=item("a", "downloading"), old=item("a", "received"))))
 
+    def test_expired_lease_redrive_passes(self) -> None:
+        # The reconciler's re-drive of a dead invocation's task: downloading -> received.
+        self.assertTrue(self.passes(record("MODIFY", new=item("a", "received"), old=item("a", "downloading"))))
+
+    def test_redrive_of_a_received_task_passes_each_time_the_mark_flips(self) -> None:
+        mark = {"S": "2026-11-18T11:06:40.000Z"}
+        plain, marked = item("a", "received"), item("a", "received", redrive_mark=mark)
+        self.assertTrue(self.passes(record("MODIFY", new=marked, old=plain)), "mark appears")
+        self.assertTrue(self.passes(record("MODIFY", new=plain, old=marked)), "mark disappears")
+        # A duplicate callback on a re-driven task keeps the mark as it is: no trigger.
+        counted = item("a", "received", redrive_mark=mark, callback_count={"N": "2"})
+        self.assertFalse(self.passes(record("MODIFY", new=counted, old=marked)))
+        self.assertFalse(self.passes(record("MODIFY", new=item("a", "received", callback_count={"N": "2"}), old=plain)))
+        # An expected task registered: no trigger (nothing to download yet).
+        self.assertFalse(self.passes(record("INSERT", new=item("a", "expected"))))
+        self.assertTrue(self.passes(record("MODIFY", new=item("a", "received"), old=item("a", "expected"))))
+
     def test_remove_does_not(self) -> None:
         self.assertFalse(self.passes(record("REMOVE", old=item("a", "received"))))
 

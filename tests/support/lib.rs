@@ -1,6 +1,7 @@
 //! Shared support for the integration and end-to-end suites: the local stack's
-//! connection details, SDK clients pointed at it, unique ids, and a local video server
-//! whose misbehaviour is scripted per path.
+//! connection details, SDK clients pointed at it, unique ids, a local video server whose
+//! misbehaviour is scripted per path, a simulated upstream API, and a minimal Lambda
+//! Runtime API for running the real binaries.
 //!
 //! The suites need the local stack (moto for DynamoDB, SeaweedFS for S3, `cargo lambda
 //! watch` for the functions, the stream pump). `make test` starts it, runs them and
@@ -9,6 +10,9 @@
 // Test support: failing loudly on a broken precondition is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod http1;
+pub mod runtime_api;
+pub mod upstream_api;
 pub mod video_server;
 
 use std::collections::HashMap;

@@ -8,14 +8,59 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 pub use shared::test_support::Video;
 
+/// How a full (non-ranged) answer is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    ContentLength,
+    /// `Transfer-Encoding: chunked`: no length declared.
+    Chunked,
+    /// No length, no chunks: the body ends when the connection closes.
+    CloseDelimited,
+}
+
+/// A source that misbehaves in the ways that once let a truncated video look complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tricky {
+    pub video: Video,
+    pub framing: Framing,
+    /// The first full answer ends after this many bytes…
+    pub cut_first_after: Option<u64>,
+    /// …cleanly (a chunk terminator, a close: it looks complete) or by dropping the
+    /// connection mid-stream.
+    pub clean_cut: bool,
+    /// Ranged answers cover at most this many bytes (with the true total).
+    pub segment: Option<u64>,
+    /// Ranged answers name this ETag, whatever `If-Range` says: the object "changed".
+    pub resume_etag: Option<&'static str>,
+    /// A range starting at the end is answered `416 bytes */<len>` (what a good server
+    /// does); otherwise ranges are ignored altogether (200, the whole body, same framing).
+    pub ranges: bool,
+}
+
+impl Tricky {
+    pub fn new(video: Video, framing: Framing) -> Self {
+        Self {
+            video,
+            framing,
+            cut_first_after: None,
+            clean_cut: true,
+            segment: None,
+            resume_etag: None,
+            ranges: true,
+        }
+    }
+}
+
 /// How a path answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Behaviour {
+    /// See [`Tricky`].
+    Tricky(Tricky),
     /// Serves the video, honouring `Range`.
     Serve {
         video: Video,
@@ -144,21 +189,6 @@ impl Drop for VideoServer {
     }
 }
 
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
-    let mut head = Vec::with_capacity(1024);
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await? == 0 {
-            return Ok(None);
-        }
-        head.push(byte[0]);
-        if head.len() > 16 * 1024 {
-            return Ok(None);
-        }
-    }
-    Ok(Some(String::from_utf8_lossy(&head).into_owned()))
-}
-
 fn parse_range(raw: &str, len: u64) -> Option<u64> {
     let start: u64 = raw
         .strip_prefix("bytes=")?
@@ -169,17 +199,12 @@ fn parse_range(raw: &str, len: u64) -> Option<u64> {
 }
 
 async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
-    let Some(head) = read_head(&mut stream).await? else {
+    let Some(request) = crate::http1::read_request(&mut stream).await? else {
         return Ok(());
     };
-    let mut lines = head.lines();
-    let mut first = lines.next().unwrap_or("").split_whitespace();
-    let method = first.next().unwrap_or("").to_owned();
-    let path = first.next().unwrap_or("").to_owned();
-    let range = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("range"))
-        .map(|(_, v)| v.trim().to_owned());
+    let method = request.method.clone();
+    let path = request.target.clone();
+    let range = request.header("range").map(str::to_owned);
 
     let (behaviour, nth) = {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -218,6 +243,9 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Resu
             stream.write_all(head.as_bytes()).await?;
             write_range(&mut stream, video, 32, len + 32, None).await?;
             stream.shutdown().await
+        }
+        Some(Behaviour::Tricky(tricky)) => {
+            send_tricky(&mut stream, &tricky, range.as_deref(), nth).await
         }
         Some(Behaviour::Redirect(location)) => {
             let head = format!(
@@ -306,6 +334,84 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Resu
             stream.write_all(head.as_bytes()).await?;
             if start < actual {
                 write_range(&mut stream, video, start, actual, None).await?;
+            }
+            stream.shutdown().await
+        }
+    }
+}
+
+async fn send_tricky(
+    stream: &mut TcpStream,
+    t: &Tricky,
+    range: Option<&str>,
+    nth: u32,
+) -> std::io::Result<()> {
+    let len = t.video.len;
+    let etag = format!("\"v{}\"", t.video.seed);
+    let start = range
+        .filter(|_| t.ranges)
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|r| r.parse::<u64>().ok());
+    match start {
+        Some(start) if start >= len => {
+            let head = format!(
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await?;
+            stream.shutdown().await
+        }
+        Some(start) => {
+            let end = t.segment.map_or(len, |n| (start + n).min(len));
+            let etag = t.resume_etag.map_or(etag, str::to_owned);
+            let head = format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Type: video/mp4\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{len}\r\nETag: {etag}\r\nConnection: close\r\n\r\n",
+                end - start,
+                end - 1
+            );
+            stream.write_all(head.as_bytes()).await?;
+            write_range(stream, t.video, start, end, None).await?;
+            stream.shutdown().await
+        }
+        None => {
+            // Only the first full answer is cut.
+            let cut = t.cut_first_after.filter(|_| nth == 1);
+            let end = cut.map_or(len, |c| c.min(len));
+            let framing = match t.framing {
+                Framing::ContentLength => format!("Content-Length: {len}\r\n"),
+                Framing::Chunked => "Transfer-Encoding: chunked\r\n".into(),
+                Framing::CloseDelimited => String::new(),
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\n{framing}ETag: {etag}\r\nConnection: close\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await?;
+            if t.framing == Framing::Chunked {
+                let broken = cut.is_some() && !t.clean_cut;
+                let mut pos = 0;
+                let mut block = vec![0u8; 64 * 1024];
+                while pos < end {
+                    let n = (end - pos).min(block.len() as u64) as usize;
+                    let last = pos + n as u64 == end;
+                    t.video.fill(pos, &mut block[..n]);
+                    // A broken stream: the last chunk promises more of the video than comes.
+                    let declared = if broken && last { n + 4096 } else { n };
+                    stream
+                        .write_all(format!("{declared:x}\r\n").as_bytes())
+                        .await?;
+                    stream.write_all(&block[..n]).await?;
+                    if broken && last {
+                        return Ok(());
+                    }
+                    stream.write_all(b"\r\n").await?;
+                    pos += n as u64;
+                }
+                stream.write_all(b"0\r\n\r\n").await?;
+            } else {
+                write_range(stream, t.video, 0, end, None).await?;
+                if cut.is_some() && !t.clean_cut {
+                    return Ok(()); // dropped, not closed
+                }
             }
             stream.shutdown().await
         }

@@ -193,6 +193,15 @@ impl<S: TaskStore, K: VideoSink, O: Origin, U: UpstreamApi> TaskIngest<S, K, O, 
         invocation: &Invocation,
     ) -> RecordOutcome {
         let key = video_key(task_id);
+        // We hold the lease: any upload still open for this key is a dead attempt's.
+        match self.sink.abort_uploads(&key).await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                aborted = n,
+                "aborted the multipart uploads an earlier attempt left"
+            ),
+            Err(e) => warn!(error = %e, "could not look for an earlier attempt's uploads"),
+        }
         let mut refreshed = false;
         loop {
             let source = source_fingerprint(url.as_url());
@@ -702,6 +711,10 @@ mod tests {
         let inv = invocation("inv-2", Duration::from_secs(60), Duration::from_secs(60));
         assert_eq!(f.ingest(redriven, &inv).await, RecordOutcome::Stored);
         assert_eq!(f.origin.opens(), 1, "the video was not fetched again");
+        assert!(
+            f.sink.open_uploads().is_empty(),
+            "the dead attempt's upload is aborted"
+        );
         let stored = f.store.snapshot(&id()).unwrap();
         let recorded = stored.video.unwrap();
         assert_eq!(recorded.bytes, video.len() as u64);

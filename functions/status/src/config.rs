@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::lambda::config::{ConfigError, Env};
+use shared::lambda::config::{ConfigError, Env, FromEnv, TaskTtl};
 
 #[derive(Debug, Clone)]
 pub struct StatusConfig {
@@ -13,6 +13,8 @@ pub struct StatusConfig {
     pub presign_ttl: Duration,
     /// `S3_FORCE_PATH_STYLE` (local S3-protocol servers).
     pub s3_force_path_style: bool,
+    /// `TASK_TTL_DAYS` (30): how long a registered (expected) task lives.
+    pub task_ttl: Duration,
 }
 
 impl StatusConfig {
@@ -22,6 +24,7 @@ impl StatusConfig {
             table_name: env.required("TABLE_NAME")?.to_owned(),
             presign_ttl: Duration::from_secs(ttl),
             s3_force_path_style: env.flag("S3_FORCE_PATH_STYLE")?,
+            task_ttl: TaskTtl::from_env(env)?.0,
         })
     }
 }

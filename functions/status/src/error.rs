@@ -1,4 +1,4 @@
-//! Why a status request is not answered with a task. How each becomes HTTP is this enum's
+//! Why a status or registration request is not answered. How each becomes HTTP is this enum's
 //! [`ApiError`] impl, turned into the response and the log line by the shared edge.
 
 use lambda_http::http::{HeaderName, HeaderValue, StatusCode};
@@ -17,6 +17,13 @@ pub enum StatusError {
     Unavailable(#[from] Unavailable),
     #[error("could not presign the video URL: {0}")]
     Presign(String),
+    #[error("content type {0:?} is not application/json")]
+    UnsupportedMediaType(Option<String>),
+    #[error("body is {size} bytes, over the {limit}-byte limit")]
+    PayloadTooLarge { size: usize, limit: usize },
+    /// A registration body that is not `{"task_ids": [...]}` with 1–100 valid ids.
+    #[error("{0}")]
+    InvalidRegistration(String),
 }
 
 impl ApiError for StatusError {
@@ -27,6 +34,9 @@ impl ApiError for StatusError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unavailable(e) => e.status(),
             Self::Presign(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvalidRegistration(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -37,6 +47,9 @@ impl ApiError for StatusError {
             Self::NotFound => "not_found",
             Self::Unavailable(e) => e.code(),
             Self::Presign(_) => "internal_error",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::InvalidRegistration(_) => "invalid_registration",
         }
     }
 

@@ -1,15 +1,19 @@
-//! `GET /tasks/{task_id}`: where a task stands, with a presigned URL once its video is
-//! stored. Read-only: one GetItem, and a presign that is computed locally.
+//! The operator API (IAM-authorised):
+//! - `GET /tasks/{task_id}`: where a task stands, with a presigned URL once its video is
+//!   stored. One GetItem, and a presign that is computed locally.
+//! - `POST /tasks` `{"task_ids": [...]}`: registers tasks whose callback is expected, so
+//!   the reconciler can poll the upstream if it never comes. One conditional put each.
 
 use std::time::Duration;
 
 use aws_sdk_s3::presigning::PresigningConfig;
+use lambda_http::http::header::CONTENT_TYPE;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shared::domain::task::{FailureReason, StoredVideo, Task, TaskState, TaskStatus};
 use shared::lambda::http::{MethodNotAllowed, json_response, serve, within_deadline};
-use shared::store::TaskStore;
+use shared::store::{Created, TaskStore};
 use shared::{TaskId, Timestamp};
 use tracing::info;
 
@@ -17,6 +21,9 @@ use crate::config::StatusConfig;
 use crate::error::StatusError;
 
 const STORE_DEADLINE: Duration = Duration::from_secs(5);
+/// Task ids one registration may carry.
+pub const MAX_REGISTRATIONS: usize = 100;
+const MAX_REGISTRATION_BODY: usize = 64 * 1024;
 
 /// The status function's dependencies.
 #[derive(Debug)]
@@ -73,6 +80,9 @@ impl<S: TaskStore> StatusService<S> {
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
         serve(request, |request| async move {
+            if is_registration(&request) {
+                return self.register(&request).await;
+            }
             MethodNotAllowed::check(request.method(), Method::GET)?;
             let task_id = task_id_of(&request)?;
             tracing::Span::current().record("task_id", task_id.as_str());
@@ -94,6 +104,50 @@ impl<S: TaskStore> StatusService<S> {
         .await
     }
 
+    /// `POST /tasks`: each id becomes an `expected` task unless it is already known.
+    async fn register(&self, request: &Request) -> Result<Response<Body>, StatusError> {
+        MethodNotAllowed::check(request.method(), Method::POST)?;
+        let body: &[u8] = request.body().as_ref();
+        if body.len() > MAX_REGISTRATION_BODY {
+            return Err(StatusError::PayloadTooLarge {
+                size: body.len(),
+                limit: MAX_REGISTRATION_BODY,
+            });
+        }
+        let content_type = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let json = content_type
+            .as_deref()
+            .and_then(|ct| ct.split(';').next())
+            .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(StatusError::UnsupportedMediaType(content_type));
+        }
+        let ids = parse_registration(body)?;
+        let now = Timestamp::now();
+        let mut answer = Registered::default();
+        for task_id in ids {
+            let task = Task::expected(task_id.clone(), now, self.config.task_ttl);
+            match within_deadline(STORE_DEADLINE, self.store.create(&task)).await? {
+                Created::New => answer.registered.push(task_id),
+                Created::Exists(existing) => answer.existing.push(Existing {
+                    task_id,
+                    status: existing.status,
+                }),
+            }
+        }
+        info!(
+            outcome = "registered",
+            registered = answer.registered.len(),
+            existing = answer.existing.len(),
+            "expected tasks registered"
+        );
+        Ok(json_response(StatusCode::OK, &answer))
+    }
+
     async fn presign(&self, video: &StoredVideo) -> Result<String, StatusError> {
         let config = PresigningConfig::expires_in(self.config.presign_ttl)
             .map_err(|e| StatusError::Presign(e.to_string()))?;
@@ -107,6 +161,58 @@ impl<S: TaskStore> StatusService<S> {
             .map_err(|e| StatusError::Presign(e.to_string()))?;
         Ok(request.uri().to_owned())
     }
+}
+
+/// The `POST /tasks` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Registration {
+    task_ids: Vec<String>,
+}
+
+/// The `POST /tasks` answer.
+#[derive(Debug, Default, Serialize)]
+pub struct Registered {
+    /// Now `expected`.
+    pub registered: Vec<TaskId>,
+    /// Already known: left as they are.
+    pub existing: Vec<Existing>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Existing {
+    pub task_id: TaskId,
+    pub status: TaskStatus,
+}
+
+/// 1–[`MAX_REGISTRATIONS`] valid, distinct task ids, or why not.
+fn parse_registration(body: &[u8]) -> Result<Vec<TaskId>, StatusError> {
+    let invalid = |why: String| StatusError::InvalidRegistration(why);
+    let registration: Registration = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("expected {{\"task_ids\": [...]}}: {e}")))?;
+    if registration.task_ids.is_empty() || registration.task_ids.len() > MAX_REGISTRATIONS {
+        return Err(invalid(format!(
+            "task_ids must hold 1 to {MAX_REGISTRATIONS} ids, not {}",
+            registration.task_ids.len()
+        )));
+    }
+    let mut ids: Vec<TaskId> = Vec::with_capacity(registration.task_ids.len());
+    for raw in &registration.task_ids {
+        let id = TaskId::parse(raw).map_err(|e| invalid(format!("task id {raw:?}: {e}")))?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+/// `POST /tasks` (API Gateway's route, or, locally, the path).
+fn is_registration(request: &Request) -> bool {
+    request
+        .uri()
+        .path()
+        .trim_end_matches('/')
+        .ends_with("/tasks")
 }
 
 /// The id from the route's path parameter (API Gateway), or else from the path itself.
@@ -329,6 +435,88 @@ mod tests {
             ),
             (503, Some("unavailable"))
         );
+    }
+
+    fn registration(body: &str) -> Request {
+        request(|v| {
+            v["requestContext"]["http"]["method"] = "POST".into();
+            v["requestContext"]["routeKey"] = "POST /tasks".into();
+            v["rawPath"] = "/tasks".into();
+            v["requestContext"]["http"]["path"] = "/tasks".into();
+            v.as_object_mut().unwrap().remove("pathParameters");
+            v["headers"]["content-type"] = "application/json".into();
+            v["body"] = body.into();
+        })
+    }
+
+    #[tokio::test]
+    async fn registration_creates_expected_tasks_and_leaves_known_ones_alone() {
+        let s = service();
+        seed(&s.store, 200).await;
+        let response = s
+            .handle(registration(&format!(
+                r#"{{"task_ids": ["exp-1", "{TASK}", "exp-1"]}}"#
+            )))
+            .await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            read(&response),
+            json!({"registered": ["exp-1"], "existing": [{"task_id": TASK, "status": "received"}]})
+        );
+        let body = read(
+            &s.handle(request(|v| v["pathParameters"]["task_id"] = "exp-1".into()))
+                .await,
+        );
+        assert_eq!(body["status"], "expected");
+        assert_eq!(body["callback_count"], 0);
+    }
+
+    #[tokio::test]
+    async fn bad_registrations_are_refused_and_write_nothing() {
+        let s = service();
+        let too_many: Vec<String> = (0..101).map(|i| format!("t{i}")).collect();
+        for (body, code) in [
+            ("{oops".to_owned(), "invalid_registration"),
+            (r#"{"task_ids": []}"#.to_owned(), "invalid_registration"),
+            (
+                r#"{"task_ids": ["a/b"]}"#.to_owned(),
+                "invalid_registration",
+            ),
+            (
+                r#"{"task_ids": ["ok"], "extra": 1}"#.to_owned(),
+                "invalid_registration",
+            ),
+            (
+                json!({"task_ids": too_many}).to_string(),
+                "invalid_registration",
+            ),
+        ] {
+            let response = s.handle(registration(&body)).await;
+            assert_eq!(
+                (
+                    response.status().as_u16(),
+                    read(&response)["error"].as_str()
+                ),
+                (400, Some(code)),
+                "{body}"
+            );
+        }
+        let wrong_type = request(|v| {
+            v["requestContext"]["http"]["method"] = "POST".into();
+            v["rawPath"] = "/tasks".into();
+            v["requestContext"]["http"]["path"] = "/tasks".into();
+            v["headers"]["content-type"] = "text/plain".into();
+            v["body"] = r#"{"task_ids": ["x"]}"#.into();
+        });
+        assert_eq!(s.handle(wrong_type).await.status(), 415);
+        let get = request(|v| {
+            v["rawPath"] = "/tasks".into();
+            v["requestContext"]["http"]["path"] = "/tasks".into();
+        });
+        let response = s.handle(get).await;
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()["allow"], "POST");
+        assert!(s.store.is_empty());
     }
 
     #[tokio::test]

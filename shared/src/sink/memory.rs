@@ -230,6 +230,21 @@ impl VideoSink for MemoryVideoSink {
         }))
     }
 
+    async fn abort_uploads(&self, key: &str) -> Result<usize, SinkError> {
+        let mut state = self.lock();
+        let ids: Vec<String> = state
+            .open
+            .iter()
+            .filter(|(_, u)| u.key == key)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            state.open.remove(id);
+            state.aborted.push(id.clone());
+        }
+        Ok(ids.len())
+    }
+
     async fn delete(&self, key: &str) -> Result<(), SinkError> {
         let mut state = self.lock();
         if state.faults.delete {

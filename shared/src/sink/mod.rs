@@ -93,6 +93,10 @@ pub trait VideoSink: Send + Sync {
     fn head(&self, key: &str)
     -> impl Future<Output = Result<Option<ObjectInfo>, SinkError>> + Send;
 
+    /// Aborts every multipart upload still open for exactly `key` (a killed attempt's),
+    /// returning how many there were.
+    fn abort_uploads(&self, key: &str) -> impl Future<Output = Result<usize, SinkError>> + Send;
+
     /// Removes the object under `key` (absent is fine).
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), SinkError>> + Send;
 

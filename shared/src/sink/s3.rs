@@ -148,6 +148,36 @@ impl VideoSink for S3VideoSink {
         }
     }
 
+    async fn abort_uploads(&self, key: &str) -> Result<usize, SinkError> {
+        let out = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&*self.bucket)
+            .prefix(key)
+            .send()
+            .await
+            .map_err(|e| sink_error("ListMultipartUploads", e))?;
+        let mut aborted = 0;
+        for upload in out.uploads() {
+            let (Some(k), Some(id)) = (upload.key(), upload.upload_id()) else {
+                continue;
+            };
+            if k != key {
+                continue;
+            }
+            self.client
+                .abort_multipart_upload()
+                .bucket(&*self.bucket)
+                .key(k)
+                .upload_id(id)
+                .send()
+                .await
+                .map_err(|e| sink_error("AbortMultipartUpload", e))?;
+            aborted += 1;
+        }
+        Ok(aborted)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), SinkError> {
         self.client
             .delete_object()
