@@ -105,3 +105,125 @@ async fn an_html_error_page_ends_as_a_failed_task() {
     );
     assert!(body.get("video").is_none());
 }
+
+// --- issue 7: recovery through the whole stack (scheduled reconciler, stream filter) ---
+
+/// The simulated upstream API the stack's functions poll.
+async fn upstream_says(client: &reqwest::Client, stack: &Stack, task_id: &str, record: Value) {
+    let response = client
+        .put(format!(
+            "{}admin/tasks/{task_id}",
+            stack.var("UPSTREAM_API_URL")
+        ))
+        .json(&record)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// An operator registers a task; its callback never comes; the scheduled reconciler
+/// polls the upstream, records the outcome through the callback path, and the video is
+/// ingested like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expected_task_whose_callback_never_comes_is_polled_and_stored() {
+    let stack = Stack::load();
+    let client = reqwest::Client::new();
+    let server = VideoServer::start(0).await;
+    let video = Video::new(4 * MIB + 5, 51);
+    let url = server.serve("/polled.mp4", video);
+    let task_id = unique_task_id("e2e-polled");
+    let response = client
+        .post(stack.var("TASKS_URL"))
+        .json(&json!({"task_ids": [task_id]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["registered"],
+        json!([task_id])
+    );
+    let (_, body) = status(&client, &stack, &task_id).await;
+    assert_eq!(body["status"], "expected");
+    upstream_says(
+        &client,
+        &stack,
+        &task_id,
+        json!({"successFlag": "SUCCESS", "response": {"videoUrl": url}}),
+    )
+    .await;
+    let body = wait_for_final(&client, &stack, &task_id).await;
+    assert_eq!(body["status"], "stored", "{body}");
+    assert_eq!(body["video"]["sha256"], video.sha256());
+    assert_eq!(body["upstream_msg"], "found by polling");
+}
+
+/// The callback's URL has expired (403); ingest asks the upstream once for a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_video_url_is_refreshed_from_the_upstream() {
+    let stack = Stack::load();
+    let client = reqwest::Client::new();
+    let server = VideoServer::start(0).await;
+    let video = Video::new(3 * MIB, 52);
+    let expired = server.route("/expired.mp4", Behaviour::Status(403));
+    let fresh = server.serve("/fresh.mp4", video);
+    let task_id = unique_task_id("e2e-refresh");
+    upstream_says(
+        &client,
+        &stack,
+        &task_id,
+        json!({"successFlag": "SUCCESS", "response": {"videoUrl": fresh}}),
+    )
+    .await;
+    post_callback(&client, &stack, &task_id, &expired).await;
+    let body = wait_for_final(&client, &stack, &task_id).await;
+    assert_eq!(body["status"], "stored", "{body}");
+    assert_eq!(body["video"]["sha256"], video.sha256());
+    assert_eq!(server.gets("/expired.mp4").len(), 1);
+    assert_eq!(server.gets("/fresh.mp4").len(), 1);
+}
+
+/// A task left `downloading` by an invocation that died (its lease ran out) is re-driven
+/// by the scheduled reconciler; the re-drive passes the stream filter and ingest stores
+/// the video.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_invocations_task_is_redriven_through_the_stream() {
+    use shared::domain::task::{ClaimDecision, DEFAULT_TASK_TTL, Task};
+    let stack = Stack::load();
+    let client = reqwest::Client::new();
+    let server = VideoServer::start(0).await;
+    let video = Video::new(2 * MIB + 9, 53);
+    let url = server.serve("/abandoned.mp4", video);
+    let task_id = unique_task_id("e2e-abandoned");
+    let now = shared::Timestamp::now();
+    let task = Task::from_callback(
+        &shared::test_support::success(&task_id, &url),
+        now,
+        DEFAULT_TASK_TTL,
+    );
+    let ClaimDecision::Claim(claim) = task.decide_claim(
+        "dead-invocation",
+        now,
+        now.saturating_add(Duration::from_secs(1)),
+        5,
+        DEFAULT_TASK_TTL,
+    ) else {
+        panic!("claimable")
+    };
+    // Written as it stood when the invocation died (an INSERT of `downloading`, which the
+    // trigger ignores): only the reconciler can bring it back.
+    let abandoned = task.apply(&claim).unwrap();
+    let item = shared::store::dynamodb::task_to_item(&abandoned).unwrap();
+    stack
+        .dynamodb()
+        .put_item()
+        .table_name(stack.table())
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    let body = wait_for_final(&client, &stack, &task_id).await;
+    assert_eq!(body["status"], "stored", "{body}");
+    assert_eq!(body["video"]["sha256"], video.sha256());
+    assert_eq!(body["attempts"], 2);
+}

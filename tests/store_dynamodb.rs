@@ -248,3 +248,94 @@ async fn update_expressions_match_the_reference_semantics() {
         Applied::Conflict(None)
     );
 }
+
+/// Hole 7: whatever the body limit, a huge `msg` is stored capped, and the item stays
+/// far below DynamoDB's 400 KB (a 1 MiB message used to make every retry a 503).
+#[tokio::test]
+async fn a_one_mebibyte_message_is_recorded_capped() {
+    let stack = Stack::load();
+    let store = stack.direct_task_store();
+    let id = unique_task_id("huge-msg");
+    let huge = "é".repeat(512 * 1024); // 1 MiB of two-byte characters
+    let envelope = shared::test_support::envelope(&id, 500, None, &huge);
+    let recorded = record_callback(&store, &envelope, Timestamp::now(), DEFAULT_TASK_TTL)
+        .await
+        .unwrap();
+    assert_eq!(
+        recorded,
+        Recorded::Created {
+            status: TaskStatus::Failed
+        }
+    );
+    let item = stack.raw_item(stack.direct_table(), &id).await.unwrap();
+    let AttributeValue::S(msg) = &item["upstream_msg"] else {
+        panic!("upstream_msg is a string")
+    };
+    assert_eq!(msg.len(), shared::domain::task::MAX_STORED_TEXT);
+    assert!(huge.starts_with(msg.as_str()));
+    // And again on a revive, and on a duplicate (which writes no message at all).
+    let revive = shared::test_support::envelope(&id, 200, Some("https://cdn.example/v.mp4"), &huge);
+    let r = record_callback(&store, &revive, Timestamp::now(), DEFAULT_TASK_TTL)
+        .await
+        .unwrap();
+    assert_eq!(r, Recorded::Revived { callback_count: 2 });
+}
+
+/// The reconciler's read: the sparse open-tasks index, by status, oldest change first,
+/// in pages; closed tasks never appear.
+#[tokio::test]
+async fn open_tasks_are_listed_from_the_sparse_index_in_pages() {
+    use shared::store::Listed;
+    let stack = Stack::load();
+    let store = stack.direct_task_store();
+    let prefix = unique_task_id("open");
+    // Old enough that no other test's tasks interleave: a fixed instant in 2020.
+    let base = Timestamp::from_secs(1_580_000_000 + i64::from(fastrand::u32(..1_000_000)));
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let id = format!("{prefix}-{i}");
+        let at = base.saturating_add(Duration::from_secs(i));
+        store
+            .create(&Task::from_callback(
+                &envelope(&id, 200),
+                at,
+                DEFAULT_TASK_TTL,
+            ))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    store
+        .create(&Task::from_callback(
+            &envelope(&format!("{prefix}-failed"), 451),
+            base,
+            DEFAULT_TASK_TTL,
+        ))
+        .await
+        .unwrap();
+    let before = base.saturating_add(Duration::from_secs(7));
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_open(TaskStatus::Received, before, 3, cursor.as_ref())
+            .await
+            .unwrap();
+        pages += 1;
+        for listed in page.tasks {
+            let Listed::Task(task) = listed else {
+                panic!("all readable")
+            };
+            if task.task_id.as_str().starts_with(&prefix) {
+                seen.push(task.task_id.to_string());
+            }
+        }
+        cursor = page.next;
+        if cursor.is_none() || pages > 20 {
+            break;
+        }
+    }
+    assert_eq!(seen, ids, "oldest first, every one, no closed task");
+    assert!(pages >= 3, "paged: {pages}");
+}

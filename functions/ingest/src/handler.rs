@@ -17,7 +17,7 @@ use shared::store::dynamodb::{task_from_image, unreadable_image};
 use shared::store::{Applied, TaskStore};
 use shared::upstream::http::HttpUpstream;
 use shared::upstream::{NoUpstream, UpstreamApi};
-use tracing::{Instrument, error, field, info, info_span, warn};
+use tracing::{Instrument, debug, error, field, info, info_span, warn};
 
 use crate::config::IngestConfig;
 use crate::ingest_task::{Invocation, RecordOutcome, Skipped, TaskIngest, skip};
@@ -128,6 +128,12 @@ impl<S: TaskStore, K: VideoSink, O: Origin, U: UpstreamApi> Ingest<S, K, O, U> {
             Err(e) => return self.fail_unreadable(record, &e.to_string()).await,
         };
         tracing::Span::current().record("task_id", task.task_id.as_str());
+        debug!(
+            status = task.status.as_str(),
+            revision = task.revision,
+            attempts = task.attempts,
+            "stream record decoded"
+        );
         self.tasks.ingest(task, invocation).await
     }
 

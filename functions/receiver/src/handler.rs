@@ -15,7 +15,7 @@ use shared::lambda::http::{MethodNotAllowed, Unavailable, json_response, serve, 
 use shared::store::TaskStore;
 use shared::usecase::record_callback::{Recorded, record_callback};
 use shared::{TaskId, Timestamp};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::ReceiverConfig;
 use crate::error::ReceiveError;
@@ -114,8 +114,10 @@ impl<S: TaskStore, I: Inbox> Receiver<S, I> {
     }
 
     async fn receive(&self, request: &Request, now: Timestamp) -> Result<Accepted, ReceiveError> {
-        MethodNotAllowed::check(request.method(), Method::POST)?;
         let body: &[u8] = request.body().as_ref();
+        // The path, never the query: that is where the token travels.
+        debug!(method = %request.method(), path = request.uri().path(), body_bytes = body.len(), "callback arrived");
+        MethodNotAllowed::check(request.method(), Method::POST)?;
         if body.len() > self.config.max_body_bytes {
             return Err(ReceiveError::PayloadTooLarge {
                 size: body.len(),

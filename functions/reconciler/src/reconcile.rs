@@ -10,7 +10,7 @@ use shared::store::{Applied, Listed, StoreError, TaskStore};
 use shared::upstream::{UpstreamApi, UpstreamError, UpstreamRecord};
 use shared::usecase::record_callback::{record_callback, record_outcome};
 use shared::{TaskId, Timestamp};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::ReconcilerConfig;
 
@@ -150,6 +150,7 @@ impl<S: TaskStore, I: Inbox, U: UpstreamApi> Reconciler<S, I, U> {
             TaskStatus::Received => now.saturating_sub(self.config.policy.received_after),
             _ => now,
         };
+        debug!(status = status.as_str(), changed_before = %changed_before, "sweeping open tasks");
         let mut cursor = None;
         let mut looked = 0;
         loop {

@@ -15,7 +15,7 @@ use shared::domain::task::{FailureReason, StoredVideo, Task, TaskState, TaskStat
 use shared::lambda::http::{MethodNotAllowed, json_response, serve, within_deadline};
 use shared::store::{Created, TaskStore};
 use shared::{TaskId, Timestamp};
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::config::StatusConfig;
 use crate::error::StatusError;
@@ -80,6 +80,7 @@ impl<S: TaskStore> StatusService<S> {
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
         serve(request, |request| async move {
+            debug!(method = %request.method(), path = request.uri().path(), "operator request");
             if is_registration(&request) {
                 return self.register(&request).await;
             }

@@ -1,0 +1,276 @@
+//! No log level prints a secret: each real binary runs under `RUST_LOG=trace` (the most
+//! talkative level there is), fed one real-shaped event by a minimal Lambda Runtime API,
+//! against the local servers. Its whole output must not contain the callback token, a
+//! signature header's value, a signed URL's signature, or the upstream API key.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use integration_tests::runtime_api::RuntimeApi;
+use integration_tests::upstream_api::UpstreamApi;
+use integration_tests::video_server::{Behaviour, Video, VideoServer};
+use integration_tests::{Stack, eventually, repo_root, unique_task_id};
+use serde_json::{Value, json};
+use shared::domain::task::{DEFAULT_TASK_TTL, Task};
+use shared::store::TaskStore;
+use shared::test_support::{fixtures, stream_event, success};
+use shared::{TaskId, Timestamp};
+
+const TOKEN: &str = "tok-SECRET-token-0123456789";
+const URL_SIGNATURE: &str = "SECRETsig0123456789abcdef";
+const HEADER_SIGNATURE: &str = "SECRET-header-signature-value";
+const API_KEY: &str = "sk-SECRET-upstream-key-0123";
+
+fn binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} not built: `cargo build --workspace --bins` (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `name` on `event` under RUST_LOG=trace until it answered; returns its output.
+async fn run_traced(
+    stack: &Stack,
+    name: &str,
+    event: Value,
+    env: &[(&str, String)],
+) -> (String, Option<Value>) {
+    let api = RuntimeApi::start(event, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let log_path = std::env::temp_dir().join(format!("{name}-{:016x}.log", fastrand::u64(..)));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut command = std::process::Command::new(binary(name));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", api.address())
+        .env("AWS_LAMBDA_FUNCTION_NAME", name)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "local")
+        .env("AWS_REGION", stack.var("AWS_REGION"))
+        .env("AWS_ACCESS_KEY_ID", stack.var("AWS_ACCESS_KEY_ID"))
+        .env("AWS_SECRET_ACCESS_KEY", stack.var("AWS_SECRET_ACCESS_KEY"))
+        .env(
+            "AWS_ENDPOINT_URL_DYNAMODB",
+            stack.var("AWS_ENDPOINT_URL_DYNAMODB"),
+        )
+        .env("AWS_ENDPOINT_URL_S3", stack.var("AWS_ENDPOINT_URL_S3"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("S3_FORCE_PATH_STYLE", "true")
+        .env("TABLE_NAME", stack.direct_table())
+        .env("RUST_LOG", "trace")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    let answered = eventually(
+        Duration::from_secs(60),
+        &format!("{name} to answer"),
+        || async {
+            api.response()
+                .map(Some)
+                .or_else(|| api.error().map(|e| Some(json!({"error": e}))))
+        },
+    )
+    .await;
+    // Let the last lines flush, then stop it and read everything it wrote.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.kill().unwrap();
+    let _ = child.wait();
+    let out = String::from_utf8_lossy(&std::fs::read(&log_path).unwrap()).into_owned();
+    let _ = std::fs::remove_file(&log_path);
+    // The level really is trace: the function's own debug lines are there.
+    assert!(
+        out.contains(r#""level":"DEBUG""#),
+        "{name} did not run at trace: {out}"
+    );
+    (out, answered)
+}
+
+fn assert_no_secret(name: &str, out: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(
+            !out.contains(secret),
+            "{name} logged a secret ({secret}):\n{}",
+            relevant(out, secret)
+        );
+    }
+}
+
+fn relevant<'a>(out: &'a str, secret: &str) -> String {
+    out.lines()
+        .filter(|l| l.contains(secret))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_receiver_logs_no_token_signature_or_signed_url_at_trace() {
+    let stack = Stack::load();
+    let id = unique_task_id("secret-recv");
+    let url = format!("https://cdn.example/v.mp4?X-Amz-Signature={URL_SIGNATURE}");
+    let body =
+        json!({"code": 200, "msg": "ok", "data": {"task_id": id, "video_url": url}}).to_string();
+    let mut event: Value = serde_json::from_str(fixtures::APIGW_V2_CALLBACK).unwrap();
+    event["rawQueryString"] = format!("token={TOKEN}").into();
+    event["queryStringParameters"] = json!({ "token": TOKEN });
+    event["headers"]["x-webhook-signature"] = HEADER_SIGNATURE.into();
+    event["headers"]["webhook-signature"] = format!("v1,{HEADER_SIGNATURE}").into();
+    event["body"] = body.into();
+    let (out, answer) = run_traced(
+        &stack,
+        "receiver",
+        event,
+        &[("CALLBACK_TOKENS", TOKEN.into())],
+    )
+    .await;
+    assert_eq!(answer.unwrap()["statusCode"], 200, "{out}");
+    assert!(
+        stack.raw_item(stack.direct_table(), &id).await.is_some(),
+        "recorded"
+    );
+    assert_no_secret("receiver", &out, &[TOKEN, URL_SIGNATURE, HEADER_SIGNATURE]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ingest_logs_no_signed_url_at_trace() {
+    let stack = Stack::load();
+    let server = VideoServer::start(0).await;
+    let video = Video::new(1 << 20, 61);
+    let path = format!("/signed.mp4?X-Amz-Signature={URL_SIGNATURE}");
+    let url = server.route(
+        &path,
+        Behaviour::Serve {
+            video,
+            content_type: "video/mp4",
+        },
+    );
+    let task = Task::from_callback(
+        &success(&unique_task_id("secret-ingest"), &url),
+        Timestamp::now(),
+        DEFAULT_TASK_TTL,
+    );
+    stack.direct_task_store().create(&task).await.unwrap();
+    let event = stream_event(&[task.to_item().unwrap()]);
+    let env = [
+        ("BUCKET_NAME", stack.bucket().to_owned()),
+        ("VIDEO_URL_ALLOW_HTTP", "true".into()),
+        ("VIDEO_URL_ALLOW_LOOPBACK", "true".into()),
+    ];
+    let (out, answer) = run_traced(&stack, "ingest", event, &env).await;
+    assert_eq!(answer.unwrap()["batchItemFailures"], json!([]), "{out}");
+    let stored = stack
+        .direct_task_store()
+        .get(&task.task_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.video.unwrap().sha256, video.sha256(), "{out}");
+    assert_no_secret("ingest", &out, &[URL_SIGNATURE]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_logs_no_presigned_signature_at_trace() {
+    use shared::domain::task::{ClaimDecision, Lease, StoredVideo};
+    let stack = Stack::load();
+    let store = stack.direct_task_store();
+    let id = unique_task_id("secret-status");
+    let now = Timestamp::now();
+    let task = Task::from_callback(
+        &success(&id, "https://cdn.example/v.mp4"),
+        now,
+        DEFAULT_TASK_TTL,
+    );
+    store.create(&task).await.unwrap();
+    let until = now.saturating_add(Duration::from_secs(60));
+    let ClaimDecision::Claim(claim) = task.decide_claim("inv", now, until, 5, DEFAULT_TASK_TTL)
+    else {
+        panic!("claimable")
+    };
+    store.apply(&task.task_id, &claim).await.unwrap();
+    let video = StoredVideo {
+        bucket: stack.bucket().into(),
+        key: format!("videos/{id}.mp4"),
+        bytes: 1,
+        sha256: "ab".repeat(32),
+        content_type: "video/mp4".into(),
+    };
+    store
+        .apply(
+            &task.task_id,
+            &Lease::new("inv", until).store(video, now, DEFAULT_TASK_TTL),
+        )
+        .await
+        .unwrap();
+    let mut event: Value = serde_json::from_str(fixtures::APIGW_V2_STATUS).unwrap();
+    event["pathParameters"]["task_id"] = id.clone().into();
+    event["rawPath"] = format!("/tasks/{id}").into();
+    let (out, answer) = run_traced(&stack, "status", event, &[]).await;
+    let answer = answer.unwrap();
+    assert_eq!(answer["statusCode"], 200, "{out}");
+    let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    let url = body["video"]["url"].as_str().expect("a presigned URL");
+    let signature = url
+        .split("X-Amz-Signature=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    assert!(signature.len() >= 32, "{url}");
+    assert_no_secret("status", &out, &[signature]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_reconciler_logs_no_upstream_key_at_trace() {
+    let stack = Stack::load();
+    let api = UpstreamApi::start(0, API_KEY).await.unwrap();
+    let id = unique_task_id("secret-poll");
+    stack
+        .direct_task_store()
+        .create(&Task::expected(
+            TaskId::parse(&id).unwrap(),
+            Timestamp::now(),
+            DEFAULT_TASK_TTL,
+        ))
+        .await
+        .unwrap();
+    api.succeed(
+        &id,
+        &format!("https://cdn.example/p.mp4?X-Amz-Signature={URL_SIGNATURE}"),
+    );
+    let env = [
+        ("UPSTREAM_API_BASE", api.base_url()),
+        ("UPSTREAM_API_KEY", API_KEY.into()),
+        ("UPSTREAM_API_ALLOW_HTTP", "true".into()),
+        ("POLL_GRACE_SECS", "0".into()),
+        ("MAX_TASKS_PER_RUN", "100000".into()),
+    ];
+    let (out, answer) = run_traced(
+        &stack,
+        "reconciler",
+        json!({"source": "aws.scheduler"}),
+        &env,
+    )
+    .await;
+    assert!(
+        answer.unwrap()["recorded_by_poll"].as_u64().unwrap() >= 1,
+        "{out}"
+    );
+    assert!(api.calls(&id) >= 1);
+    assert_no_secret("reconciler", &out, &[API_KEY, URL_SIGNATURE]);
+}
