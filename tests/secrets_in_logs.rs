@@ -110,7 +110,7 @@ fn assert_no_secret(name: &str, out: &str, secrets: &[&str]) {
     }
 }
 
-fn relevant<'a>(out: &'a str, secret: &str) -> String {
+fn relevant(out: &str, secret: &str) -> String {
     out.lines()
         .filter(|l| l.contains(secret))
         .take(3)
