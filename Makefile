@@ -1,5 +1,5 @@
 # The README's two commands come first: `make run` (local stack) and `make test`.
-.PHONY: run test stop lint bench-ingest build deploy
+.PHONY: run test test-faults stop lint bench-ingest build deploy
 
 run: ## Local stack: DynamoDB + S3 servers, the functions under cargo lambda watch, the stream pump
 	bash infra/setup.sh
@@ -7,6 +7,9 @@ run: ## Local stack: DynamoDB + S3 servers, the functions under cargo lambda wat
 
 test: ## Unit, integration and end-to-end tests (starts and stops its own stack)
 	bash infra/test.sh
+
+test-faults: ## Fault tests that take a server down (DynamoDB paused, S3 restarted, spill and replay); run alone
+	bash infra/test.sh --faults
 
 stop: ## Stop a stack started in the background (stack.py start)
 	python3 infra/local/stack.py stop

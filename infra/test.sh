@@ -2,10 +2,22 @@
 # make test: unit tests, the local tooling's tests, then the integration and end-to-end
 # suites against a local stack (started here and stopped on exit; a stack already running
 # from `make run` is used as it is and left running).
+# make test-faults (--faults): only the fault tests that take a server down, one at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash infra/setup.sh
+
+if [ "${1:-}" = "--faults" ]; then
+    if ! python3 infra/local/stack.py status >/dev/null 2>&1; then
+        trap 'python3 infra/local/stack.py stop' EXIT
+        python3 infra/local/stack.py start
+    fi
+    cargo build --workspace --bins
+    echo "== fault tests (servers taken down one at a time; RECOVERY lines are the figures)"
+    cargo test --workspace --test faults -- --ignored --test-threads=1 --nocapture
+    exit 0
+fi
 
 # Both cargo runs select the whole workspace, so they share one feature resolution and
 # the SDKs compile once (a `-p` run would resolve features anew and rebuild them).
@@ -23,5 +35,7 @@ else
     python3 infra/local/stack.py start
 fi
 
+# The process-level suites run the binaries themselves: build them as they are now.
+cargo build --workspace --bins
 echo "== integration and end-to-end tests (DynamoDB + S3 servers, functions under cargo lambda)"
 cargo test --workspace --test '*'

@@ -78,10 +78,11 @@ async fn a_dead_invocations_task_is_redriven_and_then_stored() {
     store.apply(&task.task_id, &claim).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_200)).await;
 
-    let report = reconciler(&stack, NoInbox, NoUpstream)
+    // (The other tests here run reconcilers on the same table at the same time: whichever
+    // gets there first re-drives it, and the others' conditional writes lose.)
+    reconciler(&stack, NoInbox, NoUpstream)
         .run(Timestamp::now())
         .await;
-    assert!(report.redriven >= 1, "{report:?}");
     let redriven = current(&stack, &task.task_id).await;
     assert_eq!(
         (redriven.status, redriven.lease_owner.as_deref()),

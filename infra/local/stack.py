@@ -6,6 +6,7 @@ server for sample videos, all on 127.0.0.1.
     python3 infra/local/stack.py start   # background (make test); returns once ready
     python3 infra/local/stack.py stop    # stops what `start` started
     python3 infra/local/stack.py status  # exit 0 while a stack is running
+    python3 infra/local/stack.py restart seaweedfs --down-for 8   # a server's outage (fault tests)
 
 Ports come from DYNAMODB_PORT (8000), S3_PORT (8333), LAMBDA_PORT (9000), FILES_PORT (8090),
 UPSTREAM_PORT (8091); BUCKET_NAME (music-video-local), RECONCILE_EVERY_S (15) and
@@ -730,6 +731,35 @@ def cmd_stop() -> int:
     return 0
 
 
+def cmd_restart(name: str, down_for: float) -> int:
+    """Stops one child of the running stack, waits, and starts it again with the same
+    command line and environment (the fault tests' "server stopped, then restarted")."""
+    stack = Stack.from_pids()
+    child = next((c for c in stack.children if c.name == name and c.exit_code() is None), None)
+    if child is None:
+        say(f"no running {name} in this stack")
+        return 1
+    argv = [a.decode() for a in Path(f"/proc/{child.pid}/cmdline").read_bytes().split(b"\0") if a]
+    env = dict(line.decode().split("=", 1) for line in Path(f"/proc/{child.pid}/environ").read_bytes().split(b"\0")
+               if b"=" in line)
+    _signal_group(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while group_alive(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if group_alive(child.pid):
+        _signal_group(child.pid, signal.SIGKILL)
+    say(f"stopped {name}; down for {down_for:g}s")
+    time.sleep(down_for)
+    with open(child.log, "a") as log:
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    stack.children = [Child(c.name, proc.pid, proc_start_time(proc.pid)) if c is child else c
+                      for c in stack.children]
+    stack.save_pids()
+    say(f"restarted {name} (pid {proc.pid})")
+    return 0
+
+
 def cmd_serve_files(port: int, directory: Path) -> int:
     class Handler(http.server.SimpleHTTPRequestHandler):
         extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".mp4": "video/mp4"}
@@ -756,6 +786,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("start", help="start everything in the background and return once ready")
     sub.add_parser("stop", help="stop what `start` started")
     sub.add_parser("status", help="exit 0 if a stack is running, 1 if not")
+    restart = sub.add_parser("restart", help="stop one server of the running stack, wait, start it again")
+    restart.add_argument("name", help="moto, seaweedfs, upstream-api, ... (see .local/pids)")
+    restart.add_argument("--down-for", type=float, default=5.0, help="seconds it stays down")
     schedule = sub.add_parser("schedule")  # internal: the reconciler's schedule child
     schedule.add_argument("--url", required=True)
     schedule.add_argument("--every", type=float, required=True)
@@ -768,6 +801,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_serve_files(args.port, args.dir)
     if args.cmd == "schedule":
         return cmd_schedule(args.url, args.every)
+    if args.cmd == "restart":
+        return cmd_restart(args.name, args.down_for)
     if args.cmd == "stop":
         return cmd_stop()
     if args.cmd == "status":

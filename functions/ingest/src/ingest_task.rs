@@ -577,6 +577,10 @@ impl<S: TaskStore> Progress for LeaseKeeper<'_, S> {
         self.bytes.store(bytes_received, Ordering::Relaxed);
         self.renew(bytes_received).await;
     }
+
+    fn saw(&self, bytes_received: u64) {
+        self.bytes.store(bytes_received, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]
@@ -778,16 +782,20 @@ mod tests {
         let inv = invocation("inv-1", lease, Duration::from_secs(30));
         let store = Arc::clone(&f.store);
         let watcher = tokio::spawn(async move {
-            // Sample the lease while the transfer stalls: it must stay in the future.
+            // Sample the lease while the transfer stalls: it must stay in the future, and
+            // the heartbeat carries the bytes received before the stall.
             let mut seen = Vec::new();
+            let mut bytes = 0;
             for _ in 0..6 {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 if let Some(t) = store.snapshot(&TaskId::parse(TASK).unwrap())
                     && t.status == TaskStatus::Downloading
                 {
                     seen.push(!t.lease_expired(Timestamp::now()));
+                    bytes = bytes.max(t.bytes_received.unwrap_or(0));
                 }
             }
+            assert_eq!(bytes, 1000, "progress written while stalled");
             seen
         });
         assert_eq!(f.ingest(task, &inv).await, RecordOutcome::Stored);

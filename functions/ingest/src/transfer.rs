@@ -83,9 +83,14 @@ impl ProgressClock {
     }
 }
 
-/// Receives progress reports (the handler writes them to the task).
+/// Receives progress (the use case writes it to the task, with the lease).
 pub trait Progress: Send + Sync {
+    /// A report worth a write (the [`ProgressClock`] decided).
     fn report(&self, bytes_received: u64) -> impl Future<Output = ()> + Send;
+
+    /// Every chunk: bytes so far, for whoever writes next (a lease heartbeat while the
+    /// source stalls). Cheap: no I/O.
+    fn saw(&self, _bytes_received: u64) {}
 }
 
 /// What a finished transfer produced.
@@ -342,6 +347,7 @@ async fn copy<O: Origin, K: VideoSink, P: Progress>(
                 buffer = parts.buffer(part_size);
             }
         }
+        progress.saw(reader.offset());
         if clock.due(reader.offset(), Instant::now()) {
             progress.report(reader.offset()).await;
         }

@@ -524,6 +524,55 @@ mod tests {
         assert!(r.inbox.is_empty());
     }
 
+    /// Hole 7: a body limit above DynamoDB's item limit once made a large `msg` a 503 on
+    /// every retry. The stored message is capped; the callback is recorded.
+    #[tokio::test]
+    async fn a_one_mebibyte_message_is_recorded_with_the_message_capped() {
+        let r = Receiver::new(
+            MemoryTaskStore::default(),
+            config(&[("MAX_BODY_BYTES", "2097152")]),
+        );
+        let body = json!({"code": 500, "msg": "x".repeat(1 << 20), "data": {"task_id": TASK}});
+        assert_eq!(r.handle(with_body(body)).await.status(), 200);
+        let task = r.store.snapshot(&task_id()).unwrap();
+        assert_eq!(
+            task.upstream_msg.len(),
+            shared::domain::task::MAX_STORED_TEXT
+        );
+        let item = r.store.item(&task_id()).unwrap();
+        assert!(
+            serde_json::to_vec(&item).unwrap().len() < 8 * 1024,
+            "far below 400 KB"
+        );
+    }
+
+    /// Hole 3: the URL limit is on what is stored. 1 000 spaces pass a raw-length check
+    /// but are 3 000 characters once encoded: refused up front, nothing written (it was
+    /// once answered 200, then could never be read back).
+    #[tokio::test]
+    async fn a_url_too_long_once_encoded_is_refused_up_front() {
+        let r = receiver();
+        let url = format!("https://cdn.example/{}.mp4", " ".repeat(1000));
+        let response = r.handle(with_body(callback(200, Some(&url)))).await;
+        assert_eq!(
+            (
+                response.status().as_u16(),
+                read(&response)["error"].as_str()
+            ),
+            (400, Some("invalid_video_url"))
+        );
+        assert!(r.store.is_empty());
+        // Just under the limit once encoded: accepted, and read back.
+        let fits = format!("https://cdn.example/{}.mp4", " ".repeat(600));
+        assert_eq!(
+            r.handle(with_body(callback(200, Some(&fits))))
+                .await
+                .status(),
+            200
+        );
+        assert!(r.store.snapshot(&task_id()).is_some());
+    }
+
     #[tokio::test]
     async fn unauthenticated_mode_accepts_without_credentials() {
         let config = ReceiverConfig::from_env(&Env::from_pairs([

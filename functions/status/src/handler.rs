@@ -11,7 +11,7 @@ use lambda_http::http::header::CONTENT_TYPE;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
-use shared::domain::task::{FailureReason, StoredVideo, Task, TaskState, TaskStatus};
+use shared::domain::task::{FailureReason, RecordSource, StoredVideo, Task, TaskState, TaskStatus};
 use shared::lambda::http::{MethodNotAllowed, json_response, serve, within_deadline};
 use shared::store::{Created, TaskStore};
 use shared::{TaskId, Timestamp};
@@ -46,6 +46,12 @@ pub struct TaskView<'a> {
     pub updated_at: Timestamp,
     /// Present (null) on every task, so clients can rely on the key.
     pub failure_reason: Option<FailureReason>,
+    /// Where the outcome came from: `callback`, or `poll` (the callback never came).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<RecordSource>,
+    /// When an operator registered it as expected (`POST /tasks`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_detail: Option<&'a str>,
     /// While downloading.
@@ -254,6 +260,8 @@ fn view<'a>(
         received_at: task.received_at,
         updated_at: task.updated_at,
         failure_reason: task.failure_reason,
+        source: task.source,
+        registered_at: task.registered_at,
         failure_detail: task.failure_detail.as_deref(),
         progress: match state {
             Some(TaskState::Downloading { bytes_received, .. }) => {
