@@ -15,7 +15,7 @@ if [ "${1:-}" = "--faults" ]; then
     fi
     cargo build --workspace --bins
     echo "== fault tests (servers taken down one at a time; RECOVERY lines are the figures)"
-    cargo test --workspace --test faults -- --ignored --test-threads=1 --nocapture
+    cargo test --workspace --test faults -- --include-ignored --test-threads=1 --nocapture
     exit 0
 fi
 
