@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use integration_tests::runtime_api::RuntimeApi;
@@ -33,13 +32,6 @@ const MIB: u64 = 1 << 20;
 
 fn recovery(name: &str, since: Instant) {
     println!("RECOVERY {name} {:.1}", since.elapsed().as_secs_f64());
-}
-
-fn binary(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
-    target.join("debug").join(name)
 }
 
 fn ingest_config(stack: &Stack, extra: &[(&str, &str)]) -> ingest::config::IngestConfig {
@@ -67,11 +59,7 @@ async fn production_store(stack: &Stack) -> DynamoTaskStore {
         ))
         .endpoint_url(stack.var("AWS_ENDPOINT_URL_DYNAMODB"))
         .build();
-    let timeouts = CallTimeouts {
-        operation: Duration::from_secs(10),
-        attempt: Duration::from_secs(3),
-        max_attempts: 3,
-    };
+    let timeouts = CallTimeouts::BACKGROUND;
     DynamoTaskStore::new(dynamodb_client(&sdk, timeouts), stack.direct_table())
 }
 
@@ -199,24 +187,8 @@ async fn an_ingest_process_killed_mid_download_is_recovered() {
     )
     .await
     .unwrap();
-    let mut process = std::process::Command::new(binary("ingest"))
-        .env("AWS_LAMBDA_RUNTIME_API", api.address())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "ingest")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "local")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", stack.var("AWS_ACCESS_KEY_ID"))
-        .env("AWS_SECRET_ACCESS_KEY", stack.var("AWS_SECRET_ACCESS_KEY"))
-        .env(
-            "AWS_ENDPOINT_URL_DYNAMODB",
-            stack.var("AWS_ENDPOINT_URL_DYNAMODB"),
-        )
-        .env("AWS_ENDPOINT_URL_S3", stack.var("AWS_ENDPOINT_URL_S3"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("S3_FORCE_PATH_STYLE", "true")
-        .env("TABLE_NAME", stack.direct_table())
+    let mut process = stack
+        .function_process("ingest", &api.address())
         .env("BUCKET_NAME", stack.bucket())
         .env("VIDEO_URL_ALLOW_HTTP", "true")
         .env("VIDEO_URL_ALLOW_LOOPBACK", "true")

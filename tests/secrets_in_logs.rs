@@ -5,13 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use integration_tests::runtime_api::RuntimeApi;
 use integration_tests::upstream_api::UpstreamApi;
 use integration_tests::video_server::{Behaviour, Video, VideoServer};
-use integration_tests::{Stack, eventually, repo_root, unique_task_id};
+use integration_tests::{Stack, eventually, unique_task_id};
 use serde_json::{Value, json};
 use shared::domain::task::{DEFAULT_TASK_TTL, Task};
 use shared::store::TaskStore;
@@ -22,19 +21,6 @@ const TOKEN: &str = "tok-SECRET-token-0123456789";
 const URL_SIGNATURE: &str = "SECRETsig0123456789abcdef";
 const HEADER_SIGNATURE: &str = "SECRET-header-signature-value";
 const API_KEY: &str = "sk-SECRET-upstream-key-0123";
-
-fn binary(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
-    let path = target.join("debug").join(name);
-    assert!(
-        path.exists(),
-        "{} not built: `cargo build --workspace --bins` (make test does)",
-        path.display()
-    );
-    path
-}
 
 /// Runs `name` on `event` under RUST_LOG=trace until it answered; returns its output.
 async fn run_traced(
@@ -48,27 +34,8 @@ async fn run_traced(
         .unwrap();
     let log_path = std::env::temp_dir().join(format!("{name}-{:016x}.log", fastrand::u64(..)));
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut command = std::process::Command::new(binary(name));
+    let mut command = stack.function_process(name, &api.address());
     command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", api.address())
-        .env("AWS_LAMBDA_FUNCTION_NAME", name)
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "local")
-        .env("AWS_REGION", stack.var("AWS_REGION"))
-        .env("AWS_ACCESS_KEY_ID", stack.var("AWS_ACCESS_KEY_ID"))
-        .env("AWS_SECRET_ACCESS_KEY", stack.var("AWS_SECRET_ACCESS_KEY"))
-        .env(
-            "AWS_ENDPOINT_URL_DYNAMODB",
-            stack.var("AWS_ENDPOINT_URL_DYNAMODB"),
-        )
-        .env("AWS_ENDPOINT_URL_S3", stack.var("AWS_ENDPOINT_URL_S3"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("S3_FORCE_PATH_STYLE", "true")
-        .env("TABLE_NAME", stack.direct_table())
         .env("RUST_LOG", "trace")
         .stdout(log.try_clone().unwrap())
         .stderr(log);

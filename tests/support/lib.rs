@@ -103,6 +103,34 @@ impl Stack {
             .expect("POST to the receiver")
     }
 
+    /// A function binary as a process under a Lambda Runtime API at `runtime_api` (see
+    /// [`runtime_api::RuntimeApi`]), with the Lambda environment, the stack's endpoints
+    /// and credentials, and the direct table. Add the function's own settings.
+    pub fn function_process(&self, name: &str, runtime_api: &str) -> std::process::Command {
+        let mut command = std::process::Command::new(target_binary(name));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "local")
+            .env("AWS_REGION", self.var("AWS_REGION"))
+            .env("AWS_ACCESS_KEY_ID", self.var("AWS_ACCESS_KEY_ID"))
+            .env("AWS_SECRET_ACCESS_KEY", self.var("AWS_SECRET_ACCESS_KEY"))
+            .env(
+                "AWS_ENDPOINT_URL_DYNAMODB",
+                self.var("AWS_ENDPOINT_URL_DYNAMODB"),
+            )
+            .env("AWS_ENDPOINT_URL_S3", self.var("AWS_ENDPOINT_URL_S3"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("S3_FORCE_PATH_STYLE", "true")
+            .env("TABLE_NAME", self.direct_table());
+        command
+    }
+
     /// The table no stream pump watches: for tests that drive the store or the ingest
     /// handler themselves (the running ingest function must not race them).
     pub fn direct_table(&self) -> &str {
@@ -167,6 +195,20 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .map(PathBuf::from)
         .unwrap_or_default()
+}
+
+/// A binary of the workspace as `make test` builds it (`cargo build --workspace --bins`).
+pub fn target_binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} not built: `cargo build --workspace --bins` (make test does)",
+        path.display()
+    );
+    path
 }
 
 /// A task id no other test uses.

@@ -200,14 +200,7 @@ impl<S: TaskStore, K: VideoSink> Ingest<S, K, HttpOrigin, Option<HttpUpstream>> 
             config.fetch_timeouts,
             config.source,
         )?;
-        let upstream = match &config.upstream_api {
-            Some(api) => Some(HttpUpstream::new(
-                api.base.clone(),
-                api.key.clone(),
-                api.allow_http,
-            )?),
-            None => None,
-        };
+        let upstream = HttpUpstream::configured(config.upstream_api.as_ref())?;
         Ok(Ingest::new(store, sink, origin, config).with_upstream(upstream))
     }
 }

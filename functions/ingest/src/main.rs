@@ -6,7 +6,6 @@
 #![recursion_limit = "256"]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::Event;
 use ingest::config::IngestConfig;
@@ -36,11 +35,7 @@ async fn main() -> Result<(), Error> {
     );
 
     let sdk = sdk_config().await;
-    let timeouts = CallTimeouts {
-        operation: Duration::from_secs(10),
-        attempt: Duration::from_secs(3),
-        max_attempts: 3,
-    };
+    let timeouts = CallTimeouts::BACKGROUND;
     let store = DynamoTaskStore::new(dynamodb_client(&sdk, timeouts), config.table_name.clone());
     let sink = S3VideoSink::new(
         s3_client(&sdk, config.s3_force_path_style),

@@ -2,7 +2,6 @@
 //! re-drives, polling). Wiring only; the use case is in [`reconciler::reconcile`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use reconciler::config::ReconcilerConfig;
@@ -30,24 +29,13 @@ async fn main() -> Result<(), Error> {
     );
 
     let sdk = sdk_config().await;
-    let timeouts = CallTimeouts {
-        operation: Duration::from_secs(10),
-        attempt: Duration::from_secs(3),
-        max_attempts: 3,
-    };
+    let timeouts = CallTimeouts::BACKGROUND;
     let store = DynamoTaskStore::new(dynamodb_client(&sdk, timeouts), config.table_name.clone());
     let inbox = config
         .inbox_bucket
         .clone()
         .map(|bucket| S3Inbox::new(s3_client(&sdk, config.s3_force_path_style), bucket));
-    let upstream = match &config.upstream_api {
-        Some(api) => Some(HttpUpstream::new(
-            api.base.clone(),
-            api.key.clone(),
-            api.allow_http,
-        )?),
-        None => None,
-    };
+    let upstream = HttpUpstream::configured(config.upstream_api.as_ref())?;
     let reconciler = Arc::new(Reconciler {
         store,
         inbox,

@@ -21,6 +21,16 @@ pub struct CallTimeouts {
     pub max_attempts: u32,
 }
 
+impl CallTimeouts {
+    /// For functions nobody waits on (ingest, the reconciler): 10 s a call, 3 s an
+    /// attempt, so an unresponsive table fails calls instead of hanging them.
+    pub const BACKGROUND: Self = Self {
+        operation: Duration::from_secs(10),
+        attempt: Duration::from_secs(3),
+        max_attempts: 3,
+    };
+}
+
 #[cfg(feature = "dynamodb")]
 pub fn dynamodb_client(sdk: &SdkConfig, timeouts: CallTimeouts) -> aws_sdk_dynamodb::Client {
     let conf = aws_sdk_dynamodb::config::Builder::from(sdk)

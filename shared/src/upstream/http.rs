@@ -10,6 +10,7 @@ use url::Url;
 use super::{UpstreamApi, UpstreamError, UpstreamRecord, parse_record_info};
 use crate::domain::secret::Secret;
 use crate::domain::task_id::TaskId;
+use crate::lambda::config::UpstreamApiSettings;
 
 /// The upstream's API at `base`.
 #[derive(Debug, Clone)]
@@ -30,6 +31,15 @@ impl HttpUpstream {
             .user_agent(concat!("music-video-receiver/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self { client, base, key })
+    }
+
+    /// The client the configuration asks for, if it asks for one.
+    pub fn configured(
+        settings: Option<&UpstreamApiSettings>,
+    ) -> Result<Option<Self>, reqwest::Error> {
+        settings
+            .map(|s| Self::new(s.base.clone(), s.key.clone(), s.allow_http))
+            .transpose()
     }
 }
 
