@@ -62,6 +62,14 @@ impl<S: TaskStore> Receiver<S> {
     }
 }
 
+#[cfg(test)]
+impl<I> Receiver<shared::test_support::MemoryTaskStore, I> {
+    /// Whether nothing was written (the tables' checks).
+    pub fn store_is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+}
+
 impl<S: TaskStore, I: Inbox> Receiver<S, I> {
     /// Spills callbacks to `inbox` when the table cannot take them.
     pub fn with_inbox<J: Inbox>(self, inbox: J) -> Receiver<S, J> {
@@ -126,12 +134,13 @@ impl<S: TaskStore, I: Inbox> Receiver<S, I> {
         }
         check_content_type(request)?;
 
-        let token = request
+        let tokens = request
             .query_string_parameters_ref()
-            .and_then(|q| q.first("token"));
+            .and_then(|q| q.all("token"))
+            .unwrap_or_default();
         let verified = self.config.verifier.verify(
             &CallbackRequest {
-                token,
+                tokens: &tokens,
                 headers: request.headers(),
                 body,
             },
@@ -202,23 +211,37 @@ fn outcome_name(recorded: Recorded) -> &'static str {
     }
 }
 
-/// `application/json`, with or without parameters (`; charset=utf-8`).
+/// `application/json`, once, with no charset or `charset=utf-8` (JSON is UTF-8; a body
+/// declared otherwise would be read as something it is not).
 fn check_content_type(request: &Request) -> Result<(), ReceiveError> {
-    let raw = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("<non-ascii>"));
-    let essence = raw.map(|v| {
-        v.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-    });
-    match essence.as_deref() {
-        Some("application/json") => Ok(()),
-        _ => Err(ReceiveError::UnsupportedMediaType(raw.map(str::to_owned))),
+    let mut values = request.headers().get_all(CONTENT_TYPE).iter();
+    let (first, second) = (values.next(), values.next());
+    let raw = first.map(|v| v.to_str().unwrap_or("<non-ascii>"));
+    let refused = || ReceiveError::UnsupportedMediaType(raw.map(str::to_owned));
+    if second.is_some() {
+        return Err(refused());
     }
+    let mut parts = raw.unwrap_or("").split(';');
+    if !parts
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/json")
+    {
+        return Err(refused());
+    }
+    for param in parts {
+        let Some((name, value)) = param.split_once('=') else {
+            continue;
+        };
+        let value = value.trim().trim_matches('"');
+        if name.trim().eq_ignore_ascii_case("charset")
+            && !(value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8"))
+        {
+            return Err(refused());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,11 @@
 
 mod config;
 mod error;
+#[cfg(test)]
+mod forged_requests;
 mod handler;
+#[cfg(test)]
+mod hostile_input;
 
 use std::sync::Arc;
 use std::time::Duration;

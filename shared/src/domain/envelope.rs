@@ -59,8 +59,7 @@ impl CallbackEnvelope {
     /// Parses a raw body. `policy` decides whether plain-http video URLs are acceptable
     /// (only for local use); where a URL may lead is ingest's SSRF guard's business.
     pub fn parse(body: &[u8], policy: &UrlPolicy) -> Result<Self, EnvelopeError> {
-        let root: Value =
-            serde_json::from_slice(body).map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
+        let root = strict_json(body).map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
         let Value::Object(root) = root else {
             return Err(EnvelopeError::InvalidJson(
                 "body is not a JSON object".into(),
@@ -118,6 +117,85 @@ fn parse_code(raw: Option<&Value>) -> Result<u16, EnvelopeError> {
         // rather than refused, so a failure is never lost to an unknown code.
         Ok(c @ 400..=599) => Ok(c),
         _ => Err(EnvelopeError::UnsupportedCode(code)),
+    }
+}
+
+/// JSON with no key twice in one object: with duplicates, two parsers (ours and the
+/// signer's, or a proxy's) can read two different callbacks from the same bytes.
+pub fn strict_json(body: &[u8]) -> Result<Value, serde_json::Error> {
+    use serde::de::DeserializeSeed as _;
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = StrictValue.deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// Deserialises a [`Value`], refusing duplicate object keys.
+struct StrictValue;
+
+impl<'de> serde::de::DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StrictValue {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(StrictValue)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key {key:?}"
+                )));
+            }
+            let value = map.next_value_seed(StrictValue)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -465,6 +543,30 @@ mod tests {
             serde_json::from_value(serde_json::json!("http://127.0.0.1:8090/v.mp4")).unwrap();
         assert_eq!(http.as_url().scheme(), "http");
         assert!(serde_json::from_value::<VideoUrl>(serde_json::json!("not a url")).is_err());
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        for body in [
+            r#"{"code":200,"code":451,"data":{"task_id":"t"}}"#,
+            r#"{"code":451,"data":{"task_id":"a","task_id":"b"}}"#,
+            r#"{"code":451,"data":{"task_id":"t","x":{"y":1,"y":2}}}"#,
+        ] {
+            assert_eq!(
+                CallbackEnvelope::parse(body.as_bytes(), &STRICT)
+                    .unwrap_err()
+                    .code(),
+                "invalid_json",
+                "{body}"
+            );
+        }
+        // The same keys in different objects are fine, and so is a trailing newline.
+        let ok = b"{\"code\":451,\"data\":{\"task_id\":\"t\",\"code\":1}}\n";
+        assert!(CallbackEnvelope::parse(ok, &STRICT).is_ok());
+        assert!(
+            CallbackEnvelope::parse(b"{\"code\":451,\"data\":{\"task_id\":\"t\"}} x", &STRICT)
+                .is_err()
+        );
     }
 
     #[test]

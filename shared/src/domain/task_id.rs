@@ -23,6 +23,9 @@ pub enum TaskIdError {
     TooLong,
     #[error("task_id may only contain A-Z, a-z, 0-9, '.', '_', ':' and '-'")]
     InvalidCharacter,
+    /// `.` and `..` (and longer runs of dots) mean something else as a path segment.
+    #[error("task_id may not consist of dots only")]
+    DotsOnly,
 }
 
 impl TaskId {
@@ -36,6 +39,9 @@ impl TaskId {
         }
         if !raw.bytes().all(is_task_id_byte) {
             return Err(TaskIdError::InvalidCharacter);
+        }
+        if raw.bytes().all(|b| b == b'.') {
+            return Err(TaskIdError::DotsOnly);
         }
         Ok(Self(raw.to_owned()))
     }
@@ -98,6 +104,14 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn dots_alone_are_not_an_id() {
+        for bad in [".", "..", "..."] {
+            assert_eq!(TaskId::parse(bad), Err(TaskIdError::DotsOnly), "{bad:?}");
+        }
+        assert!(TaskId::parse("a..b").is_ok() && TaskId::parse(".a").is_ok());
     }
 
     #[test]

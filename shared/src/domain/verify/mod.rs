@@ -78,6 +78,9 @@ pub enum Rejection {
     MalformedSignature,
     /// The upstream scheme could not find `data.task_id` to check the signature against.
     NoTaskId,
+    /// A credential came twice (two `token` parameters, a header sent twice): which one
+    /// counts is ambiguous, so neither does.
+    Duplicated,
     /// Well-formed, but no configured secret produces it.
     Mismatch,
 }
@@ -91,6 +94,7 @@ impl Rejection {
             Self::FutureTimestamp => "future_timestamp",
             Self::MalformedSignature => "malformed_signature",
             Self::NoTaskId => "no_task_id",
+            Self::Duplicated => "duplicated",
             Self::Mismatch => "mismatch",
         }
     }
@@ -134,8 +138,8 @@ impl Verified {
 /// The parts of an HTTP request that verification looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct CallbackRequest<'a> {
-    /// The `token` query parameter, if any.
-    pub token: Option<&'a str>,
+    /// Every `token` query parameter (one, to pass).
+    pub tokens: &'a [&'a str],
     pub headers: &'a HeaderMap,
     pub body: &'a [u8],
 }
@@ -241,7 +245,7 @@ impl Verifier {
         let mut reasons = Vec::with_capacity(3);
         // Cheapest and body-independent first.
         if !self.tokens.is_empty() {
-            match token::check(&self.tokens, req.token) {
+            match token::check(&self.tokens, req.tokens) {
                 Ok(()) => return Ok(Verified::By(Scheme::Token)),
                 Err(r) => reasons.push((Scheme::Token, r)),
             }
@@ -283,11 +287,14 @@ fn check_timestamp(raw: &str, tolerance_secs: i64, now: Timestamp) -> Result<(),
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+/// A header's one value (trimmed); sent twice, it is [`Rejection::Duplicated`].
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Rejection> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Rejection::Duplicated);
+    }
+    Ok(first.and_then(|v| v.to_str().ok()).map(str::trim))
 }
 
 fn decode_signature(b64: &str) -> Result<Vec<u8>, Rejection> {
@@ -357,8 +364,11 @@ pub(crate) mod fixtures {
         headers: &'a HeaderMap,
         body: &'a [u8],
     ) -> CallbackRequest<'a> {
+        // Leaked: a test's few bytes, so the request can borrow a slice of one token.
+        let tokens: &'a [&'a str] =
+            Box::leak(token.into_iter().collect::<Vec<_>>().into_boxed_slice());
         CallbackRequest {
-            token,
+            tokens,
             headers,
             body,
         }

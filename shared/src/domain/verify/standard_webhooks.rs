@@ -26,9 +26,9 @@ pub(super) fn check(
     req: &CallbackRequest<'_>,
     now: Timestamp,
 ) -> Result<(), Rejection> {
-    let id = header(req.headers, WEBHOOK_ID_HEADER);
-    let timestamp = header(req.headers, WEBHOOK_TIMESTAMP_HEADER);
-    let signatures = header(req.headers, WEBHOOK_SIGNATURE_HEADER);
+    let id = header(req.headers, WEBHOOK_ID_HEADER)?;
+    let timestamp = header(req.headers, WEBHOOK_TIMESTAMP_HEADER)?;
+    let signatures = header(req.headers, WEBHOOK_SIGNATURE_HEADER)?;
     let (Some(id), Some(timestamp), Some(signatures)) = (id, timestamp, signatures) else {
         return Err(Rejection::Missing);
     };

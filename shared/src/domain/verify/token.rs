@@ -6,12 +6,17 @@ use subtle::Choice;
 use super::{Rejection, ct_eq_choice};
 use crate::domain::secret::Secret;
 
-/// Accepts `provided` if it equals any of `tokens`; every token is compared, in constant
-/// time, without stopping early.
-pub(super) fn check(tokens: &[Secret], provided: Option<&str>) -> Result<(), Rejection> {
-    let provided = provided
-        .filter(|t| !t.is_empty())
-        .ok_or(Rejection::Missing)?;
+/// Accepts the one `provided` token if it equals any of `tokens`; every token is
+/// compared, in constant time, without stopping early. Two tokens are ambiguous.
+pub(super) fn check(tokens: &[Secret], provided: &[&str]) -> Result<(), Rejection> {
+    let provided = match provided {
+        [] => return Err(Rejection::Missing),
+        [one] => *one,
+        _ => return Err(Rejection::Duplicated),
+    };
+    if provided.is_empty() {
+        return Err(Rejection::Missing);
+    }
     let matched = tokens.iter().fold(Choice::from(0), |acc, t| {
         acc | ct_eq_choice(t.expose(), provided.as_bytes())
     });

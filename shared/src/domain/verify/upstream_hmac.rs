@@ -25,8 +25,8 @@ pub(super) fn check(
     req: &CallbackRequest<'_>,
     now: Timestamp,
 ) -> Result<(), Rejection> {
-    let timestamp = header(req.headers, UPSTREAM_TIMESTAMP_HEADER);
-    let signature = header(req.headers, UPSTREAM_SIGNATURE_HEADER);
+    let timestamp = header(req.headers, UPSTREAM_TIMESTAMP_HEADER)?;
+    let signature = header(req.headers, UPSTREAM_SIGNATURE_HEADER)?;
     let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
         return Err(Rejection::Missing);
     };
