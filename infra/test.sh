@@ -27,6 +27,9 @@ cargo test --workspace --lib --bins
 echo "== local tooling tests (stream pump, template model, launcher)"
 python3 -m unittest discover -s infra/local -p 'test_*.py'
 
+echo "== template checks (least privilege per function: IAM lines are the figures)"
+python3 -m unittest discover -s tests/template -p 'test_*.py'
+
 if python3 infra/local/stack.py status >/dev/null 2>&1; then
     echo "== using the running local stack"
 else

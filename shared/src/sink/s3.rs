@@ -128,6 +128,23 @@ impl VideoSink for S3VideoSink {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, SinkError> {
+        // Without s3:ListBucket, HeadObject on a missing key answers 403, not 404, and
+        // ListBucket on the whole bucket would let ingest list the inbox too. So ask the
+        // listing first (ListBucket is granted for the videos/ prefix only: a condition a
+        // HeadObject's implicit check would not satisfy), and HEAD only a key that exists.
+        // The exact key sorts first among the keys it prefixes, so one entry is enough.
+        let listed = self
+            .client
+            .list_objects_v2()
+            .bucket(&*self.bucket)
+            .prefix(key)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| sink_error("ListObjectsV2", e))?;
+        if !listed.contents().iter().any(|o| o.key() == Some(key)) {
+            return Ok(None);
+        }
         let result = self
             .client
             .head_object()
