@@ -1,5 +1,5 @@
 # The README's two commands come first: `make run` (local stack) and `make test`.
-.PHONY: run test test-faults stop lint bench-ingest build deploy
+.PHONY: run test test-faults test-load stop lint bench-ingest build deploy
 
 run: ## Local stack: DynamoDB + S3 servers, the functions under cargo lambda watch, the stream pump
 	bash infra/setup.sh
@@ -10,6 +10,9 @@ test: ## Unit, integration and end-to-end tests (starts and stops its own stack)
 
 test-faults: ## Fault tests that take a server down (DynamoDB paused, S3 restarted, spill and replay); run alone
 	bash infra/test.sh --faults
+
+test-load: ## Load with duplicates: 2 000 callbacks for 400 tasks, 32 concurrent, 1-20 MiB videos (minutes)
+	bash infra/test.sh --load
 
 stop: ## Stop a stack started in the background (stack.py start)
 	python3 infra/local/stack.py stop

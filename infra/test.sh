@@ -3,10 +3,22 @@
 # suites against a local stack (started here and stopped on exit; a stack already running
 # from `make run` is used as it is and left running).
 # make test-faults (--faults): only the fault tests that take a server down, one at a time.
+# make test-load (--load): 2 000 callbacks with duplicates through the local stack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash infra/setup.sh
+
+if [ "${1:-}" = "--load" ]; then
+    if ! python3 infra/local/stack.py status >/dev/null 2>&1; then
+        trap 'python3 infra/local/stack.py stop' EXIT
+        python3 infra/local/stack.py start
+    fi
+    cargo build --workspace --bins
+    echo "== load with duplicates (LOAD lines are the figures)"
+    cargo test --workspace --test load -- --ignored --nocapture
+    exit 0
+fi
 
 if [ "${1:-}" = "--faults" ]; then
     if ! python3 infra/local/stack.py status >/dev/null 2>&1; then

@@ -9,8 +9,9 @@ server for sample videos, all on 127.0.0.1.
     python3 infra/local/stack.py restart seaweedfs --down-for 8   # a server's outage (fault tests)
 
 Ports come from DYNAMODB_PORT (8000), S3_PORT (8333), LAMBDA_PORT (9000), FILES_PORT (8090),
-UPSTREAM_PORT (8091); BUCKET_NAME (music-video-local), RECONCILE_EVERY_S (15) and
-STACK_EXTRA_ENV ("K=V K2=V2", added to the functions' environment) are optional. Everything lives under <repo>/.local/:
+UPSTREAM_PORT (8091); BUCKET_NAME (music-video-local), RECONCILE_EVERY_S (15),
+LAMBDA_CONCURRENCY (8: instances per function under cargo lambda watch, as Lambda would run
+several) and STACK_EXTRA_ENV ("K=V K2=V2", added to the functions' environment) are optional. Everything lives under <repo>/.local/:
     stack.env       KEY=VALUE for clients (URLs, endpoints, token); `set -a; . .local/stack.env`
     functions.env   the functions' environment under cargo lambda watch
     logs/<name>.log one log per child; pids: what is running; videos/: served on FILES_PORT
@@ -553,8 +554,22 @@ def start_cargo_lambda(stack: Stack, cfg: Config) -> None:
     stack.spawn("cargo-lambda", [
         "cargo", "lambda", "watch", "--invoke-address", HOST, "--invoke-port", str(cfg.lambda_port),
         "--env-file", str(FUNCTIONS_ENV), "--timeout", str(INVOKE_TIMEOUT_S),
+        # Several instances per function, like Lambda: concurrent callbacks do not queue
+        # behind one process, and the pump's ParallelizationFactor lanes really overlap.
+        "--concurrency", str(lambda_concurrency()),
     ])
     stack.wait_for("cargo lambda watch", lambda: _port_open(cfg.lambda_port), 120)
+
+
+def lambda_concurrency() -> int:
+    raw = os.environ.get("LAMBDA_CONCURRENCY", "8")
+    try:
+        n = int(raw)
+    except ValueError:
+        raise StackError(f"LAMBDA_CONCURRENCY: expected a number, got {raw!r}") from None
+    if not 1 <= n <= 64:
+        raise StackError(f"LAMBDA_CONCURRENCY: {n} is outside 1..64")
+    return n
 
 
 def start_pump(stack: Stack, cfg: Config) -> None:

@@ -13,9 +13,13 @@ retries from the first failed sequence number; a function error retries the whol
 MaximumRetryAttempts times is written to `.local/dead-letters.jsonl` (the local stand-in for
 the on-failure destination) and skipped. Shards are read in order, parents before children.
 
+ParallelizationFactor is modelled the way the ESM does it: up to that many batches in flight
+per shard, records of one partition key always on the same lane (so each key's changes stay
+in order) while a slow download of one task does not hold back the others.
+
 Everything comes from template.yaml (see template_model.py); env/CLI only say where things are.
-Not modelled: ParallelizationFactor (one batch at a time, which keeps per-key order anyway),
-MaximumRecordAgeInSeconds, batching windows. Run `python3 infra/local/stream_pump.py --help`.
+Not modelled: MaximumRecordAgeInSeconds, batching windows. Run
+`python3 infra/local/stream_pump.py --help`.
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ import datetime as dt
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import sys
+import threading
 import time
+import zlib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -306,6 +313,7 @@ class BatchProcessor:
         self.endpoint_wait = endpoint_wait
         self.sleep = sleep
         self.dead_letters: list[dict[str, Any]] = []  # also kept in memory, for tests
+        self._dead_letter_lock = threading.Lock()  # lanes may dead-letter at the same time
 
     def process(self, batch: list[dict[str, Any]]) -> None:
         failures: dict[str, int] = {}  # sequence number -> failed deliveries so far
@@ -361,13 +369,72 @@ class BatchProcessor:
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "reason": reason, "attempts": attempts, "record": record,
         }
-        self.dead_letters.append(entry)
         log.error("dead letter: %s seq %s after %d failed attempts (%s)",
                   describe_records([record]), seq_of(record), attempts, reason)
-        if self.dead_letter_path:
-            self.dead_letter_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.dead_letter_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(entry) + "\n")
+        with self._dead_letter_lock:
+            self.dead_letters.append(entry)
+            if self.dead_letter_path:
+                self.dead_letter_path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.dead_letter_path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(entry) + "\n")
+
+
+def lane_of(record: dict[str, Any], lanes: int) -> int:
+    """The lane of a record: a stable hash of its partition key, like the ESM's."""
+    keys = json.dumps(record.get("dynamodb", {}).get("Keys", {}), sort_keys=True)
+    return zlib.crc32(keys.encode()) % lanes
+
+
+class Lanes:
+    """ParallelizationFactor: `count` lanes, each delivering its batches in order.
+
+    A record always goes to the lane of its partition key, so one task's changes are
+    delivered in stream order; different tasks' batches run concurrently.
+    """
+
+    def __init__(self, count: int, batch_size: int, process: Callable[[list[dict[str, Any]]], None]):
+        self.batch_size = max(1, batch_size)
+        self.process = process
+        self.queues: list[queue.Queue[dict[str, Any]]] = [queue.Queue() for _ in range(count)]
+        self.delivered = 0
+        self._lock = threading.Lock()
+        for i, q in enumerate(self.queues):
+            # Daemon threads: a stop signal must not wait for a 15-minute invocation.
+            threading.Thread(target=self._run, args=(q,), name=f"lane-{i}", daemon=True).start()
+
+    def submit(self, records: list[dict[str, Any]]) -> None:
+        for r in records:
+            self.queues[lane_of(r, len(self.queues))].put(r)
+
+    def pending(self) -> int:
+        return sum(q.unfinished_tasks for q in self.queues)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Waits until every submitted record was handled (for tests); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.pending():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _run(self, q: "queue.Queue[dict[str, Any]]") -> None:
+        while True:
+            batch = [q.get()]
+            while len(batch) < self.batch_size:
+                try:
+                    batch.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self.process(batch)
+                with self._lock:
+                    self.delivered += len(batch)
+            except Exception:  # noqa: BLE001 - a bug in delivery must not kill the lane
+                log.exception("delivering %s failed; the lane goes on", describe_records(batch))
+            finally:
+                for _ in batch:
+                    q.task_done()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,7 +453,7 @@ class Shard:
 
 class StreamPump:
     def __init__(self, dynamodb: Any, streams: Any, table_name: str, processor: BatchProcessor,
-                 filters: list[dict[str, Any]], batch_size: int, region: str):
+                 filters: list[dict[str, Any]], batch_size: int, region: str, parallelization: int = 1):
         self.dynamodb = dynamodb
         self.streams = streams
         self.table_name = table_name
@@ -399,7 +466,13 @@ class StreamPump:
         self._waiting_note: str | None = None
         self.discovery_interval = 5.0
         self._next_discovery = 0.0
-        self.delivered = 0  # records handed to the function (for tests and logs)
+        self._delivered = 0  # records handed to the function (for tests and logs)
+        # 1: batches are delivered inside poll_once, one at a time; more: by lanes.
+        self.lanes = Lanes(parallelization, self.batch_size, processor.process) if parallelization > 1 else None
+
+    @property
+    def delivered(self) -> int:
+        return self._delivered + (self.lanes.delivered if self.lanes else 0)
 
     def _note(self, msg: str) -> None:
         # Log a waiting state once, not every half second.
@@ -473,10 +546,13 @@ class StreamPump:
         raw = resp.get("Records", [])
         records = [to_lambda_record(r, self.stream_arn or "", self.region) for r in raw]
         matching = [r for r in records if passes(self.filters, r)]
-        for i in range(0, len(matching), self.batch_size):
-            batch = matching[i:i + self.batch_size]
-            self.processor.process(batch)
-            self.delivered += len(batch)
+        if self.lanes:
+            self.lanes.submit(matching)
+        else:
+            for i in range(0, len(matching), self.batch_size):
+                batch = matching[i:i + self.batch_size]
+                self.processor.process(batch)
+                self._delivered += len(batch)
         if raw:
             shard.checkpoint = raw[-1]["dynamodb"]["SequenceNumber"]
         shard.iterator = resp.get("NextShardIterator")
@@ -519,6 +595,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--dead-letter-file", type=Path,
                    default=Path(env("PUMP_DEAD_LETTER_FILE", str(default_dead_letters))))
     p.add_argument("--template", type=Path, default=template_model.TEMPLATE_PATH)
+    p.add_argument("--parallelization", type=int, default=_int_or_none(env("PUMP_PARALLELIZATION")),
+                   help="override the template's ParallelizationFactor [env PUMP_PARALLELIZATION]")
     return p
 
 
@@ -556,11 +634,13 @@ def build_pump(args: argparse.Namespace) -> StreamPump:
         retry_delay=args.retry_delay,
         dead_letter_path=args.dead_letter_file,
     )
+    parallelization = args.parallelization or esm["ParallelizationFactor"]
     pump = StreamPump(boto3.client("dynamodb", **creds), boto3.client("dynamodbstreams", **creds),
-                      args.table, processor, esm["filters"], esm["BatchSize"], region)
-    log.info("table=%s endpoint=%s -> %s; %d filter(s), BatchSize=%d, MaximumRetryAttempts=%s, "
-             "Bisect=%s, FunctionResponseTypes=%s", args.table, args.endpoint, url, len(esm["filters"]),
-             esm["BatchSize"], "unlimited" if max_retries < 0 else max_retries,
+                      args.table, processor, esm["filters"], esm["BatchSize"], region, parallelization)
+    log.info("table=%s endpoint=%s -> %s; %d filter(s), BatchSize=%d, ParallelizationFactor=%d, "
+             "MaximumRetryAttempts=%s, Bisect=%s, FunctionResponseTypes=%s", args.table, args.endpoint, url,
+             len(esm["filters"]), esm["BatchSize"], parallelization,
+             "unlimited" if max_retries < 0 else max_retries,
              esm["BisectBatchOnFunctionError"], esm["FunctionResponseTypes"])
     return pump
 

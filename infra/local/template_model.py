@@ -28,6 +28,7 @@ ESM_DEFAULTS = {
     "MaximumRetryAttempts": -1,  # -1 = retry until the record expires from the stream
     "BisectBatchOnFunctionError": False,
     "FunctionResponseTypes": [],
+    "ParallelizationFactor": 1,
 }
 
 
@@ -139,7 +140,8 @@ def ingest_event_source(template: dict[str, Any] | None = None) -> dict[str, Any
     """The IngestFunction's DynamoDB event: filters (decoded patterns) and retry/batch settings.
 
     Returns {"filters": [pattern dict, ...], "BatchSize", "MaximumRetryAttempts",
-    "BisectBatchOnFunctionError", "FunctionResponseTypes", "StartingPosition"}.
+    "BisectBatchOnFunctionError", "FunctionResponseTypes", "ParallelizationFactor",
+    "StartingPosition"}.
     """
     template = template or load_template()
     props = _resource(template, INGEST_ID, "AWS::Serverless::Function")
@@ -159,6 +161,7 @@ def ingest_event_source(template: dict[str, Any] | None = None) -> dict[str, Any
         out[key] = resolve(template, ev.get(key, default))
     out["BatchSize"] = int(out["BatchSize"])
     out["MaximumRetryAttempts"] = int(out["MaximumRetryAttempts"])
+    out["ParallelizationFactor"] = int(out["ParallelizationFactor"])
     out["BisectBatchOnFunctionError"] = _as_bool(out["BisectBatchOnFunctionError"])
     out["FunctionResponseTypes"] = list(out["FunctionResponseTypes"] or [])
     out["StartingPosition"] = resolve(template, ev.get("StartingPosition", "TRIM_HORIZON"))

@@ -319,6 +319,53 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class LanesTest(unittest.TestCase):
+    """ParallelizationFactor: one key's records in order, other keys not held back."""
+
+    def test_one_key_in_order_other_keys_concurrently(self) -> None:
+        release = threading.Event()
+        seen: list[tuple[str, str]] = []  # (task id, status) in delivery order
+        lock = threading.Lock()
+
+        def process(b: list[dict[str, Any]]) -> None:
+            for r in b:
+                task = r["dynamodb"]["Keys"]["task_id"]["S"]
+                status = r["dynamodb"]["NewImage"]["status"]["S"]
+                if task == "slow" and status == "received":
+                    release.wait(5)  # a long download
+                with lock:
+                    seen.append((task, status))
+
+        lanes = sp.Lanes(4, 1, process)
+        others = [f"t{i}" for i in range(12) if sp.lane_of(record("INSERT", new=item(f"t{i}", "received")), 4)
+                  != sp.lane_of(record("INSERT", new=item("slow", "received")), 4)]
+        lanes.submit([record("INSERT", new=item("slow", "received"))])
+        lanes.submit([record("MODIFY", new=item("slow", "downloading"))])
+        lanes.submit([record("INSERT", new=item(t, "received")) for t in others])
+        # Every other lane drains while the slow task's lane is still busy.
+        deadline = time.monotonic() + 5
+        while len(seen) < len(others) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(sorted(t for t, _ in seen), sorted(others))
+        self.assertEqual(lanes.pending(), 2)
+        release.set()
+        self.assertTrue(lanes.wait_idle(5))
+        slow = [st for t, st in seen if t == "slow"]
+        self.assertEqual(slow, ["received", "downloading"])
+        self.assertEqual(lanes.delivered, len(others) + 2)
+
+    def test_lane_is_a_function_of_the_key(self) -> None:
+        a1 = record("INSERT", new=item("a", "received"))
+        a2 = record("MODIFY", new=item("a", "downloading"))
+        self.assertEqual(sp.lane_of(a1, 5), sp.lane_of(a2, 5))
+        spread = {sp.lane_of(record("INSERT", new=item(f"k{i}", "received")), 5) for i in range(50)}
+        self.assertEqual(spread, set(range(5)))
+
+    def test_template_parallelization_is_read(self) -> None:
+        esm = template_model.ingest_event_source()
+        self.assertGreaterEqual(esm["ParallelizationFactor"], 1)
+
+
 class FakeLambda(http.server.ThreadingHTTPServer):
     """Records invocations; answers per task id: 'partial-once' fails once, 'poison' always 500."""
 
