@@ -2,6 +2,7 @@
 //! handed to the use case ([`crate::ingest_task`]) in its own span; from the first record
 //! that must be retried, it and every later record are reported as batch item failures.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
@@ -10,10 +11,10 @@ use lambda_runtime::{Error, LambdaEvent};
 use shared::Timestamp;
 use shared::domain::task::{FailureReason, Task};
 use shared::fetch::Origin;
-use shared::fetch::client::BuildError;
+use shared::fetch::client::{BuildError, HostLookup, SystemLookup};
 use shared::fetch::http::HttpOrigin;
 use shared::sink::VideoSink;
-use shared::store::dynamodb::{task_from_image, unreadable_image};
+use shared::store::image::{task_from_image, unreadable_image};
 use shared::store::{Applied, TaskStore};
 use shared::upstream::http::HttpUpstream;
 use shared::upstream::{NoUpstream, UpstreamApi};
@@ -195,10 +196,22 @@ impl<S: TaskStore, K: VideoSink> Ingest<S, K, HttpOrigin, Option<HttpUpstream>> 
     /// Reads videos over HTTP, through the SSRF guard `config` describes, and asks the
     /// upstream's API (when configured) for fresh URLs.
     pub fn over_http(store: S, sink: K, config: IngestConfig) -> Result<Self, BuildError> {
-        let origin = HttpOrigin::new(
+        Self::over_http_with(store, sink, config, Arc::new(SystemLookup))
+    }
+
+    /// [`Ingest::over_http`] resolving source host names through `lookup` (the guard
+    /// still judges every address it returns).
+    pub fn over_http_with(
+        store: S,
+        sink: K,
+        config: IngestConfig,
+        lookup: Arc<dyn HostLookup>,
+    ) -> Result<Self, BuildError> {
+        let origin = HttpOrigin::with_lookup(
             config.url_policy.clone(),
             config.fetch_timeouts,
             config.source,
+            lookup,
         )?;
         let upstream = HttpUpstream::configured(config.upstream_api.as_ref())?;
         Ok(Ingest::new(store, sink, origin, config).with_upstream(upstream))

@@ -115,6 +115,10 @@ pub enum Blocked {
     Address { addr: IpAddr, class: AddressClass },
     #[error("host {0:?} resolved to no address")]
     Unresolvable(String),
+    /// `localhost` and every name under `.localhost` are loopback by definition
+    /// (RFC 6761 §6.3), whatever a resolver says: refused without asking one.
+    #[error("host {0:?} is a loopback name and may not be fetched")]
+    LoopbackName(String),
 }
 
 impl UrlPolicy {
@@ -144,6 +148,9 @@ impl UrlPolicy {
         match host {
             Host::Ipv4(ip) => self.check_ip(IpAddr::V4(ip)),
             Host::Ipv6(ip) => self.check_ip(IpAddr::V6(ip)),
+            Host::Domain(name) if is_loopback_name(name) && !self.allow_loopback => {
+                Err(Blocked::LoopbackName(host_str))
+            }
             Host::Domain(_) => Ok(()),
         }
     }
@@ -159,6 +166,13 @@ impl UrlPolicy {
 }
 
 /// `None` for a public unicast address; otherwise why it is not one.
+/// `localhost`, `x.localhost`, with or without the root's trailing dot, in any case
+/// (the URL parser has already lowered and IDNA-mapped the name).
+fn is_loopback_name(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
+}
+
 pub fn classify(addr: IpAddr) -> Option<AddressClass> {
     match addr {
         IpAddr::V4(v4) => classify_v4(v4),
@@ -414,6 +428,35 @@ mod tests {
                 other => panic!("{url}: expected {class}, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn loopback_names_are_refused_without_a_resolver() {
+        // `localhost.` is sent to DNS rather than /etc/hosts by getaddrinfo: the name
+        // itself must decide, whatever a resolver answers (or fails to).
+        for url in [
+            "https://localhost/v.mp4",
+            "https://localhost./v.mp4",
+            "https://LOCALHOST:8443/v.mp4",
+            "https://videos.localhost/v.mp4",
+            "https://a.b.localhost../v.mp4",
+            "https://ｌｏｃａｌｈｏｓｔ/v.mp4",
+        ] {
+            assert!(
+                matches!(check(&strict(), url), Err(Blocked::LoopbackName(_))),
+                "{url}: {:?}",
+                check(&strict(), url)
+            );
+        }
+        for url in ["https://localhost.example.com/", "https://notlocalhost/"] {
+            assert_eq!(check(&strict(), url), Ok(()), "{url}");
+        }
+        let local = UrlPolicy {
+            allow_http: true,
+            allow_loopback: true,
+            allowed_hosts: vec![],
+        };
+        assert_eq!(check(&local, "http://localhost:8090/v.mp4"), Ok(()));
     }
 
     #[test]
@@ -807,6 +850,148 @@ mod tests {
         ];
         for addr in public {
             assert_eq!(classify(addr.parse().unwrap()), None, "{addr}");
+        }
+    }
+}
+
+/// Properties of the guard over generated addresses, spellings and host names.
+#[cfg(test)]
+mod properties {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use proptest::prelude::*;
+    use url::Url;
+
+    use super::*;
+
+    fn strict() -> UrlPolicy {
+        UrlPolicy::default()
+    }
+
+    /// What std already knows is not public (a partial oracle: the table knows more).
+    fn std_says_special(a: Ipv4Addr) -> bool {
+        let o = a.octets();
+        a.is_private()
+            || a.is_loopback()
+            || a.is_link_local()
+            || a.is_broadcast()
+            || a.is_documentation()
+            || a.is_unspecified()
+            || a.is_multicast()
+            || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10
+            || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15
+            || o[0] >= 240
+            || o[0] == 0
+    }
+
+    /// Addresses biased towards the interesting ranges.
+    fn v4() -> impl Strategy<Value = Ipv4Addr> {
+        prop_oneof![
+            any::<u32>().prop_map(Ipv4Addr::from),
+            (
+                prop_oneof![
+                    Just(10u8),
+                    Just(127),
+                    Just(169),
+                    Just(172),
+                    Just(192),
+                    Just(100),
+                    Just(0),
+                    Just(224),
+                    Just(255)
+                ],
+                any::<[u8; 3]>()
+            )
+                .prop_map(|(a, [b, c, d])| Ipv4Addr::new(a, b, c, d)),
+        ]
+    }
+
+    fn url_of(host: &str) -> Url {
+        Url::parse(&format!("https://{host}/v.mp4")).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn whatever_std_calls_special_is_blocked(a in v4()) {
+            if std_says_special(a) {
+                prop_assert!(strict().check_ip(IpAddr::V4(a)).is_err(), "{} passed", a);
+            }
+        }
+
+        #[test]
+        fn every_spelling_of_an_address_gets_the_same_verdict(a in v4()) {
+            let verdict = strict().check_ip(IpAddr::V4(a)).is_ok();
+            let n = u32::from(a);
+            let o = a.octets();
+            let spellings = [
+                a.to_string(),
+                n.to_string(),
+                format!("0x{n:x}"),
+                format!("0{:o}.0{:o}.0{:o}.0{:o}", o[0], o[1], o[2], o[3]),
+                format!("{a}."),
+                format!("{}.{}", o[0], (u32::from(o[1]) << 16) | (u32::from(o[2]) << 8) | u32::from(o[3])),
+            ];
+            for s in &spellings {
+                prop_assert_eq!(strict().check_url(&url_of(s)).is_ok(), verdict, "{} vs {}", s, a);
+            }
+            // The IPv4-mapped form is never fetched: the plain address is the one to use.
+            let mapped = url_of(&format!("[::ffff:{a}]"));
+            prop_assert!(strict().check_url(&mapped).is_err());
+        }
+
+        #[test]
+        fn an_embedded_address_is_judged_like_itself(a in v4()) {
+            let blocked = strict().check_ip(IpAddr::V4(a)).is_err();
+            let o = a.octets();
+            let nat64 = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, u16::from_be_bytes([o[0], o[1]]), u16::from_be_bytes([o[2], o[3]]));
+            let six_to_four = Ipv6Addr::new(0x2002, u16::from_be_bytes([o[0], o[1]]), u16::from_be_bytes([o[2], o[3]]), 0, 0, 0, 0, 1);
+            if blocked {
+                prop_assert!(strict().check_ip(IpAddr::V6(nat64)).is_err(), "{}", nat64);
+                prop_assert!(strict().check_ip(IpAddr::V6(six_to_four)).is_err(), "{}", six_to_four);
+            }
+        }
+
+        #[test]
+        fn allowing_loopback_allows_loopback_and_nothing_else(bits in any::<u128>(), a in v4(), v6 in any::<bool>()) {
+            let addr = if v6 { IpAddr::V6(Ipv6Addr::from(bits)) } else { IpAddr::V4(a) };
+            let local = UrlPolicy { allow_loopback: true, ..UrlPolicy::default() };
+            let strict_ok = strict().check_ip(addr).is_ok();
+            let local_ok = local.check_ip(addr).is_ok();
+            if strict_ok != local_ok {
+                prop_assert_eq!(classify(addr), Some(AddressClass::Loopback), "{}", addr);
+            }
+            prop_assert!(!strict_ok || local_ok, "allowing loopback refused {}", addr);
+        }
+
+        #[test]
+        fn an_allowlist_admits_only_its_hosts(
+            label in "[a-z0-9-]{1,12}",
+            suffix in prop_oneof![Just("cdn.example"), Just("cdn.example."), Just("CDN.Example"), Just("evil.example"), Just("cdn.example.evil"), Just("xcdn.example")],
+        ) {
+            let policy = UrlPolicy {
+                allowed_hosts: vec![HostPattern::parse("*.cdn.example").unwrap()],
+                ..UrlPolicy::default()
+            };
+            let host = format!("{label}.{suffix}");
+            let Ok(url) = Url::parse(&format!("https://{host}/v.mp4")) else { return Ok(()) };
+            let normalised = suffix.trim_end_matches('.').to_ascii_lowercase();
+            let expected = normalised == "cdn.example";
+            let got = policy.check_url(&url);
+            prop_assert_eq!(got.is_ok(), expected, "{} -> {:?}", host, got);
+            // The apex is not a subdomain.
+            prop_assert!(policy.check_url(&url_of("cdn.example")).is_err());
+        }
+
+        #[test]
+        fn arbitrary_urls_never_panic(raw in "[ -~]{0,80}") {
+            if let Ok(url) = Url::parse(&raw) {
+                let _ = strict().check_url(&url);
+            }
+            if let Ok(url) = Url::parse(&format!("https://{raw}")) {
+                let _ = strict().check_url(&url);
+            }
         }
     }
 }

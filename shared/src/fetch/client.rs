@@ -5,7 +5,9 @@
 //! are ignored.
 
 use std::error::Error as StdError;
-use std::net::SocketAddr;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,26 +27,61 @@ pub const MAX_REDIRECTS: usize = 5;
 #[error("more than {MAX_REDIRECTS} redirects")]
 pub struct TooManyRedirects;
 
-/// Resolves host names through the system resolver and lets through only names whose
-/// every address passes [`UrlPolicy::check_ip`].
+/// Name resolution, the one thing the guard takes on trust: the system resolver in
+/// production ([`SystemLookup`]); tests put a name anywhere they like with
+/// `test_support::StaticLookup`, to prove the guard checks what the name resolved to.
+pub trait HostLookup: std::fmt::Debug + Send + Sync + 'static {
+    /// Every address `host` resolves to (the port is set by the caller).
+    fn lookup(
+        &self,
+        host: String,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>>;
+}
+
+/// The system resolver (getaddrinfo, on a blocking thread).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemLookup;
+
+impl HostLookup for SystemLookup {
+    fn lookup(
+        &self,
+        host: String,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>> {
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .map(|a| a.ip())
+                .collect())
+        })
+    }
+}
+
+/// Resolves host names through a [`HostLookup`] and lets through only names whose every
+/// address passes [`UrlPolicy::check_ip`].
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
     policy: Arc<UrlPolicy>,
+    lookup: Arc<dyn HostLookup>,
 }
 
 impl GuardedResolver {
-    pub fn new(policy: Arc<UrlPolicy>) -> Self {
-        Self { policy }
+    pub fn new(policy: Arc<UrlPolicy>, lookup: Arc<dyn HostLookup>) -> Self {
+        Self { policy, lookup }
     }
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = Arc::clone(&self.policy);
+        let lookup = Arc::clone(&self.lookup);
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> = lookup
+                .lookup(host.clone())
+                .await?
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect();
             if addrs.is_empty() {
                 return Err(
                     Box::new(Blocked::Unresolvable(host)) as Box<dyn StdError + Send + Sync>
@@ -69,11 +106,20 @@ pub struct FetchTimeouts {
     pub read_idle: Duration,
 }
 
-/// Builds the guarded client. Callers still check the first URL with
-/// [`UrlPolicy::check_url`] (IP-literal hosts bypass resolvers).
+/// Builds the guarded client on the system resolver. Callers still check the first URL
+/// with [`UrlPolicy::check_url`] (IP-literal hosts bypass resolvers).
 pub fn guarded_client(
     policy: UrlPolicy,
     timeouts: FetchTimeouts,
+) -> reqwest::Result<reqwest::Client> {
+    guarded_client_with(policy, timeouts, Arc::new(SystemLookup))
+}
+
+/// [`guarded_client`] resolving names through `lookup`.
+pub fn guarded_client_with(
+    policy: UrlPolicy,
+    timeouts: FetchTimeouts,
+    lookup: Arc<dyn HostLookup>,
 ) -> reqwest::Result<reqwest::Client> {
     let policy = Arc::new(policy);
     let hop_policy = Arc::clone(&policy);
@@ -87,7 +133,7 @@ pub fn guarded_client(
         }
     });
     reqwest::Client::builder()
-        .dns_resolver(Arc::new(GuardedResolver::new(Arc::clone(&policy))))
+        .dns_resolver(Arc::new(GuardedResolver::new(Arc::clone(&policy), lookup)))
         .redirect(redirects)
         .no_proxy()
         .https_only(!policy.allow_http)
@@ -151,6 +197,44 @@ mod tests {
                 assert_eq!(class, crate::domain::ssrf::AddressClass::Loopback)
             }
             other => panic!("expected a loopback block, got {other:?} from {err:?}"),
+        }
+    }
+
+    async fn resolve(lookup: StaticLookup, host: &str) -> Result<Vec<SocketAddr>, String> {
+        let resolver = GuardedResolver::new(Arc::new(UrlPolicy::default()), Arc::new(lookup));
+        match resolver.resolve(host.parse().unwrap()).await {
+            Ok(addrs) => Ok(addrs.collect()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    use crate::test_support::StaticLookup;
+
+    #[tokio::test]
+    async fn a_name_is_judged_by_every_address_it_resolves_to() {
+        let lookup = StaticLookup::default()
+            .with(
+                "public.test",
+                &["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
+            )
+            .with("rebind.test", &["93.184.215.14", "127.0.0.1"])
+            .with("metadata.test", &["169.254.169.254"])
+            .with("mapped.test", &["::ffff:10.0.0.1"])
+            .with("nothing.test", &[]);
+        let ok = resolve(lookup.clone(), "public.test").await.unwrap();
+        assert_eq!(
+            ok.len(),
+            2,
+            "every checked address is handed on, and only those"
+        );
+        for (host, why) in [
+            ("rebind.test", "loopback"),
+            ("metadata.test", "link_local"),
+            ("mapped.test", "private"),
+            ("nothing.test", "resolved to no address"),
+        ] {
+            let err = resolve(lookup.clone(), host).await.unwrap_err();
+            assert!(err.contains(why), "{host}: {err}");
         }
     }
 

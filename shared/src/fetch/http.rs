@@ -3,6 +3,8 @@
 //! keeping every byte already received; `If-Range` and `Content-Range` make sure the
 //! bytes continue the same object.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{
@@ -12,7 +14,7 @@ use reqwest::header::{
 use tracing::{info, warn};
 use url::Url;
 
-use super::client::{BuildError, FetchTimeouts, guarded_client};
+use super::client::{BuildError, FetchTimeouts, HostLookup, SystemLookup, guarded_client_with};
 use super::{Origin, ResumeMismatch, SourceError, VideoSource};
 use crate::domain::backoff::Backoff;
 use crate::domain::ssrf::UrlPolicy;
@@ -137,15 +139,25 @@ pub struct HttpOrigin {
 }
 
 impl HttpOrigin {
-    /// Builds the SSRF-guarded client for `policy` ([`guarded_client`]): no source is ever
+    /// Builds the SSRF-guarded client for `policy` ([`super::client::guarded_client`]): no source is ever
     /// read through any other.
     pub fn new(
         policy: UrlPolicy,
         timeouts: FetchTimeouts,
         settings: SourceSettings,
     ) -> Result<Self, BuildError> {
+        Self::with_lookup(policy, timeouts, settings, Arc::new(SystemLookup))
+    }
+
+    /// [`HttpOrigin::new`] resolving names through `lookup`.
+    pub fn with_lookup(
+        policy: UrlPolicy,
+        timeouts: FetchTimeouts,
+        settings: SourceSettings,
+        lookup: Arc<dyn HostLookup>,
+    ) -> Result<Self, BuildError> {
         Ok(Self {
-            client: guarded_client(policy.clone(), timeouts)?,
+            client: guarded_client_with(policy.clone(), timeouts, lookup)?,
             policy,
             settings,
         })

@@ -5,6 +5,8 @@
 // Test support: failing loudly on a broken precondition is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(feature = "fetch")]
+mod lookup;
 mod video;
 
 use serde_json::{Value, json};
@@ -12,6 +14,8 @@ use serde_json::{Value, json};
 pub use crate::inbox::memory::MemoryInbox;
 pub use crate::sink::memory::MemoryVideoSink;
 pub use crate::store::memory::MemoryTaskStore;
+#[cfg(feature = "fetch")]
+pub use lookup::StaticLookup;
 pub use video::Video;
 
 use crate::domain::envelope::{CallbackEnvelope, Outcome, VideoUrl};
