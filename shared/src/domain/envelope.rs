@@ -586,3 +586,158 @@ mod tests {
         assert_eq!(probe_task_id(b"nope"), None);
     }
 }
+
+/// Properties of the parser over generated bodies (the fuzz target `envelope` runs the
+/// same parser on raw bytes for longer: `make fuzz`).
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+
+    const STRICT: UrlPolicy = UrlPolicy {
+        allow_http: false,
+        allow_loopback: false,
+        allowed_hosts: Vec::new(),
+    };
+
+    fn task_id() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9._:-]{1,128}".prop_filter("not dots only", |s| !s.bytes().all(|b| b == b'.'))
+    }
+
+    fn url() -> impl Strategy<Value = String> {
+        (
+            "[a-z0-9]{1,20}",
+            "[a-z]{2,6}",
+            "[A-Za-z0-9/_.-]{0,80}",
+            "[A-Za-z0-9=&%-]{0,120}",
+        )
+            .prop_map(|(host, tld, path, query)| format!("https://{host}.{tld}/{path}?{query}"))
+    }
+
+    /// Any JSON value, biased towards the envelope's own keys.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            prop_oneof![
+                Just(200i64),
+                Just(400),
+                Just(451),
+                Just(500),
+                Just(-1),
+                Just(65_736)
+            ]
+            .prop_map(Value::from),
+            ".{0,24}".prop_map(Value::String),
+            url().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            let key = prop_oneof![
+                Just("code".to_owned()),
+                Just("msg".to_owned()),
+                Just("data".to_owned()),
+                Just("task_id".to_owned()),
+                Just("video_url".to_owned()),
+                "[a-z_]{1,8}",
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(key, inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = CallbackEnvelope::parse(&body, &STRICT);
+            let _ = probe_task_id(&body);
+        }
+
+        #[test]
+        fn whatever_parses_holds_only_valid_values(value in json()) {
+            let body = value.to_string();
+            if let Ok(env) = CallbackEnvelope::parse(body.as_bytes(), &STRICT) {
+                prop_assert!(TaskId::parse(env.task_id.as_str()).is_ok());
+                let code = env.code();
+                prop_assert!(code == SUCCESS_CODE || (400..=599).contains(&code), "code {}", code);
+                prop_assert_eq!(env.video_url().is_some(), code == SUCCESS_CODE);
+                if let Some(url) = env.video_url() {
+                    prop_assert_eq!(url.as_url().scheme(), "https");
+                    prop_assert!(url.as_str().len() <= MAX_VIDEO_URL_LEN);
+                }
+                // What was read is what was sent.
+                prop_assert_eq!(&value["data"]["task_id"], &Value::from(env.task_id.as_str()));
+                prop_assert_eq!(value["code"].as_i64(), Some(i64::from(code)));
+            }
+        }
+
+        #[test]
+        fn every_valid_envelope_parses_back_to_itself(
+            id in task_id(),
+            code in prop_oneof![Just(200u16), Just(400), Just(451), Just(500), 401u16..600],
+            msg in ".{0,64}",
+            video_url in url(),
+            extra in prop::collection::btree_map("x_[a-z]{1,6}", json(), 0..3),
+            reversed in any::<bool>(),
+            spaced in any::<bool>(),
+        ) {
+            let url_value = if code == 200 { Value::from(video_url.clone()) } else { Value::Null };
+            let mut data = [("task_id", Value::from(id.clone())), ("video_url", url_value)];
+            let mut root = [
+                ("code", Value::from(code)),
+                ("msg", Value::from(msg.clone())),
+            ];
+            if reversed {
+                data.reverse();
+                root.reverse();
+            }
+            let mut body = String::from("{");
+            let sep = if spaced { " ,\n\t" } else { "," };
+            let data_json: Vec<String> =
+                data.iter().map(|(k, v)| format!("{}:{v}", json!(k))).collect();
+            let mut fields: Vec<String> =
+                root.iter().map(|(k, v)| format!("{}:{v}", json!(k))).collect();
+            fields.push(format!("\"data\":{{{}}}", data_json.join(sep)));
+            fields.extend(extra.iter().map(|(k, v)| format!("{}:{v}", json!(k))));
+            body.push_str(&fields.join(sep));
+            body.push('}');
+
+            let env = CallbackEnvelope::parse(body.as_bytes(), &STRICT)
+                .map_err(|e| TestCaseError::fail(format!("{e}: {body}")))?;
+            prop_assert_eq!(env.task_id.as_str(), id.as_str());
+            prop_assert_eq!(&env.msg, &msg);
+            prop_assert_eq!(env.code(), code);
+            if code == 200 {
+                let expected = Url::parse(&video_url).unwrap();
+                prop_assert_eq!(env.video_url().map(VideoUrl::as_url), Some(&expected));
+            }
+            prop_assert_eq!(probe_task_id(body.as_bytes()), Some(id));
+        }
+
+        #[test]
+        fn a_key_sent_twice_anywhere_is_invalid_json(
+            id in task_id(),
+            which in 0usize..5,
+            second in json(),
+        ) {
+            let second = second.to_string();
+            let body = match which {
+                0 => format!(r#"{{"code":451,"code":{second},"msg":"m","data":{{"task_id":"{id}"}}}}"#),
+                1 => format!(r#"{{"code":451,"msg":"m","msg":{second},"data":{{"task_id":"{id}"}}}}"#),
+                2 => format!(r#"{{"code":451,"msg":"m","data":{{"task_id":"{id}","task_id":{second}}}}}"#),
+                3 => format!(r#"{{"code":451,"msg":"m","data":{{"task_id":"{id}","video_url":null,"video_url":{second}}}}}"#),
+                _ => format!(r#"{{"code":451,"msg":"m","data":{{"task_id":"{id}"}},"data":{second}}}"#),
+            };
+            let err = CallbackEnvelope::parse(body.as_bytes(), &STRICT).unwrap_err();
+            prop_assert_eq!(err.code(), "invalid_json", "{}", body);
+        }
+    }
+}

@@ -11,6 +11,8 @@ use crate::domain::task_id::TaskId;
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+#[cfg(feature = "stream-image")]
+pub mod image;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 

@@ -7,6 +7,8 @@
 //! leaves `stored`.
 
 mod patch;
+#[cfg(test)]
+mod properties;
 mod state;
 mod transition;
 

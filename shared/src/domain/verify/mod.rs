@@ -15,6 +15,8 @@
 //! the raw `data.task_id` and reads only that. Comparisons are constant-time over equal
 //! lengths; a length mismatch is a rejection, never a prefix match.
 
+#[cfg(test)]
+mod properties;
 pub mod standard_webhooks;
 pub mod token;
 pub mod upstream_hmac;
