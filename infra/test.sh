@@ -43,14 +43,17 @@ echo "== template checks (least privilege per function: IAM lines are the figure
 python3 -m unittest discover -s tests/template -p 'test_*.py'
 
 if python3 infra/local/stack.py status >/dev/null 2>&1; then
-    echo "== using the running local stack"
+    echo "== using the running local stack (its functions log at the level it was started with)"
 else
-    echo "== starting the local stack"
+    echo "== starting the local stack (functions at RUST_LOG=trace: the logs are scanned for secrets)"
     trap 'python3 infra/local/stack.py stop' EXIT
-    python3 infra/local/stack.py start
+    STACK_RUST_LOG=trace python3 infra/local/stack.py start
 fi
 
 # The process-level suites run the binaries themselves: build them as they are now.
 cargo build --workspace --bins
 echo "== integration and end-to-end tests (DynamoDB + S3 servers, functions under cargo lambda)"
 cargo test --workspace --test '*'
+
+echo "== secrets in logs: every suite's traffic went through the stack; no log may hold a secret"
+python3 infra/local/secrets_scan.py

@@ -142,3 +142,78 @@ async fn fifty_concurrent_posts_are_all_answered_200_with_one_item() {
         AttributeValue::N("50".into())
     );
 }
+
+/// Seconds since the epoch, as the signers send it.
+fn unix_now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn signed_callbacks_pass_without_a_token_and_a_wrong_signature_does_not() {
+    use shared::domain::verify::{
+        UPSTREAM_SIGNATURE_HEADER, UPSTREAM_TIMESTAMP_HEADER, WEBHOOK_ID_HEADER,
+        WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, standard_webhooks::decode_whsec,
+        standard_webhooks_signature, upstream_signature,
+    };
+    let stack = Stack::load();
+    let client = http();
+    let url = stack.var("CALLBACK_URL_UNSIGNED");
+    let ts = unix_now();
+
+    // Standard Webhooks: the body is signed.
+    let id = unique_task_id("e2e-whsec");
+    let body =
+        json!({"code": 451, "msg": "download failed", "data": {"task_id": id, "video_url": null}})
+            .to_string();
+    let key = decode_whsec(stack.var("STANDARD_WEBHOOKS_SECRET")).unwrap();
+    let send = |sig: String| {
+        client
+            .post(url)
+            .header("content-type", "application/json")
+            .header(WEBHOOK_ID_HEADER, "msg_e2e_1")
+            .header(WEBHOOK_TIMESTAMP_HEADER, ts.to_string())
+            .header(WEBHOOK_SIGNATURE_HEADER, sig)
+            .body(body.clone())
+            .send()
+    };
+    let forged =
+        standard_webhooks_signature(b"another-key-0123456789", "msg_e2e_1", ts, body.as_bytes());
+    assert_eq!(send(forged).await.unwrap().status(), 401);
+    assert!(stack.raw_item(stack.table(), &id).await.is_none());
+    let good = standard_webhooks_signature(&key, "msg_e2e_1", ts, body.as_bytes());
+    assert_eq!(send(good).await.unwrap().status(), 200);
+    assert!(stack.raw_item(stack.table(), &id).await.is_some());
+
+    // The upstream's own HMAC over the task id and time.
+    let id = unique_task_id("e2e-hmac");
+    let body =
+        json!({"code": 500, "msg": "server error", "data": {"task_id": id, "video_url": null}})
+            .to_string();
+    let secret = stack.var("UPSTREAM_HMAC_SECRET").as_bytes().to_vec();
+    let send = |sig: String| {
+        client
+            .post(url)
+            .header("content-type", "application/json")
+            .header(UPSTREAM_TIMESTAMP_HEADER, ts.to_string())
+            .header(UPSTREAM_SIGNATURE_HEADER, sig)
+            .body(body.clone())
+            .send()
+    };
+    let other_task = upstream_signature(&secret, "some-other-task", ts);
+    assert_eq!(send(other_task).await.unwrap().status(), 401);
+    assert!(stack.raw_item(stack.table(), &id).await.is_none());
+    assert_eq!(
+        send(upstream_signature(&secret, &id, ts))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(stack.raw_item(stack.table(), &id).await.is_some());
+}

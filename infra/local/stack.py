@@ -21,6 +21,7 @@ The table and its stream settings come from template.yaml (template_model.py).
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
 import http.server
 import os
@@ -98,6 +99,8 @@ class Config:
     bucket: str
     token: str
     upstream_key: str
+    upstream_hmac_secret: str
+    webhook_secret: str
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -110,7 +113,9 @@ class Config:
             raise StackError(f"bad port setting: {e}") from None
         return cls(*ports, table=env("TABLE_NAME", "music-video-tasks"),
                    bucket=env("BUCKET_NAME", "music-video-local"), token=_callback_token(),
-                   upstream_key=_saved_secret("UPSTREAM_API_KEY"))
+                   upstream_key=_saved_secret("UPSTREAM_API_KEY"),
+                   upstream_hmac_secret=_saved_secret("UPSTREAM_HMAC_SECRET"),
+                   webhook_secret=_saved_webhook_secret())
 
     @property
     def direct_table(self) -> str:
@@ -150,7 +155,11 @@ class Config:
             "TABLE_NAME": self.table,
             "BUCKET_NAME": self.bucket,
             **self.aws_env(),
+            # All three schemes, each with its own secret: a callback passes with any one
+            # (the token in CALLBACK_URL, or a signature made with the secrets in stack.env).
             "CALLBACK_TOKENS": self.token,
+            "UPSTREAM_HMAC_SECRETS": self.upstream_hmac_secret,
+            "STANDARD_WEBHOOKS_SECRETS": self.webhook_secret,
             # Local videos come from the plain-HTTP loopback file server (and the tests'
             # video servers), the only host ingest may fetch from here.
             "VIDEO_URL_ALLOW_HTTP": "true",
@@ -162,7 +171,10 @@ class Config:
             "UPSTREAM_API_ALLOW_HTTP": "true",
             **LOCAL_RECOVERY_ENV,
             "S3_FORCE_PATH_STYLE": "true",
-            "RUST_LOG": "info",
+            # make test runs the functions at trace (STACK_RUST_LOG) and then scans every
+            # log for secrets (infra/local/secrets_scan.py): the most talkative level
+            # prints everything the quieter ones do.
+            "RUST_LOG": os.environ.get("STACK_RUST_LOG", "info"),
             "AWS_EC2_METADATA_DISABLED": "true",  # no IMDS probing (and its timeouts) locally
         }
         for pair in shlex.split(os.environ.get("STACK_EXTRA_ENV", "")):
@@ -186,6 +198,10 @@ class Config:
             "DIRECT_TABLE_NAME": self.direct_table,
             "BUCKET_NAME": self.bucket,
             "CALLBACK_TOKEN": self.token,
+            # Without ?token=: for callbacks signed with one of the secrets below.
+            "CALLBACK_URL_UNSIGNED": f"{self.lambda_url}/lambda-url/receiver/callbacks/music-video",
+            "UPSTREAM_HMAC_SECRET": self.upstream_hmac_secret,
+            "STANDARD_WEBHOOKS_SECRET": self.webhook_secret,
             "DYNAMODB_PORT": str(self.dynamodb_port),
             "S3_PORT": str(self.s3_port),
             "LAMBDA_PORT": str(self.lambda_port),
@@ -226,6 +242,12 @@ def _callback_token() -> str:
 
 def _saved_secret(name: str) -> str:
     return read_env_file(STACK_ENV).get(name) or secrets.token_urlsafe(32)
+
+
+def _saved_webhook_secret() -> str:
+    # Standard Webhooks secrets are `whsec_` + base64 of the key bytes.
+    saved = read_env_file(STACK_ENV).get("STANDARD_WEBHOOKS_SECRET")
+    return saved or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
 # ---------------------------------------------------------------------------------------------
