@@ -1,5 +1,5 @@
 # The README's two commands come first: `make run` (local stack) and `make test`.
-.PHONY: run test test-faults test-load stop lint bench-ingest build deploy
+.PHONY: run test test-faults test-load fuzz stop lint bench-ingest build deploy
 
 run: ## Local stack: DynamoDB + S3 servers, the functions under cargo lambda watch, the stream pump
 	bash infra/setup.sh
@@ -13,6 +13,9 @@ test-faults: ## Fault tests that take a server down (DynamoDB paused, S3 restart
 
 test-load: ## Load with duplicates: 2 000 callbacks for 400 tasks, 32 concurrent, 1-20 MiB videos (minutes)
 	bash infra/test.sh --load
+
+fuzz: ## Fuzz the envelope parser, the three verifiers and the stream-image decoder (FUZZ_SECS each, default 60)
+	bash infra/fuzz.sh
 
 stop: ## Stop a stack started in the background (stack.py start)
 	python3 infra/local/stack.py stop
