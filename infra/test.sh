@@ -9,27 +9,28 @@ cd "$(dirname "$0")/.."
 
 bash infra/setup.sh
 
-if [ "${1:-}" = "--load" ]; then
+# Uses a running stack as it is, or starts one (with the given environment) for this run.
+with_stack() {
     if ! python3 infra/local/stack.py status >/dev/null 2>&1; then
         trap 'python3 infra/local/stack.py stop' EXIT
-        python3 infra/local/stack.py start
+        env "$@" python3 infra/local/stack.py start
     fi
+    # The process-level suites run the binaries themselves: build them as they are now.
     cargo build --workspace --bins
-    echo "== load with duplicates (LOAD lines are the figures)"
-    cargo test --workspace --test load -- --ignored --nocapture
-    exit 0
-fi
+}
 
-if [ "${1:-}" = "--faults" ]; then
-    if ! python3 infra/local/stack.py status >/dev/null 2>&1; then
-        trap 'python3 infra/local/stack.py stop' EXIT
-        python3 infra/local/stack.py start
-    fi
-    cargo build --workspace --bins
-    echo "== fault tests (servers taken down one at a time; RECOVERY lines are the figures)"
-    cargo test --workspace --test faults -- --include-ignored --test-threads=1 --nocapture
-    exit 0
-fi
+case "${1:-}" in
+    --load)
+        with_stack
+        echo "== load with duplicates (LOAD lines are the figures)"
+        cargo test --workspace --test load -- --ignored --nocapture
+        exit 0 ;;
+    --faults)
+        with_stack
+        echo "== fault tests (servers taken down one at a time; RECOVERY lines are the figures)"
+        cargo test --workspace --test faults -- --include-ignored --test-threads=1 --nocapture
+        exit 0 ;;
+esac
 
 # Both cargo runs select the whole workspace, so they share one feature resolution and
 # the SDKs compile once (a `-p` run would resolve features anew and rebuild them).
@@ -46,12 +47,8 @@ if python3 infra/local/stack.py status >/dev/null 2>&1; then
     echo "== using the running local stack (its functions log at the level it was started with)"
 else
     echo "== starting the local stack (functions at RUST_LOG=trace: the logs are scanned for secrets)"
-    trap 'python3 infra/local/stack.py stop' EXIT
-    STACK_RUST_LOG=trace python3 infra/local/stack.py start
 fi
-
-# The process-level suites run the binaries themselves: build them as they are now.
-cargo build --workspace --bins
+with_stack STACK_RUST_LOG=trace
 echo "== integration and end-to-end tests (DynamoDB + S3 servers, functions under cargo lambda)"
 cargo test --workspace --test '*'
 

@@ -35,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(url.as_url().username().is_empty() && url.as_url().password().is_none());
         }
         let value: serde_json::Value = serde_json::from_slice(data).unwrap();
-        assert_eq!(value["data"]["task_id"].as_str(), Some(env.task_id.as_str()));
+        assert_eq!(
+            value["data"]["task_id"].as_str(),
+            Some(env.task_id.as_str())
+        );
         assert_eq!(value["code"].as_i64(), Some(i64::from(code)));
         assert_eq!(probe_task_id(data).as_deref(), Some(env.task_id.as_str()));
     }

@@ -9,12 +9,9 @@
 //! splice a correct signature into the list.
 #![no_main]
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use sha2::Sha256;
+use music_video_fuzz::{NOW, TOLERANCE, in_window};
 use shared::Timestamp;
 use shared::domain::secret::Secret;
 use shared::domain::verify::{
@@ -23,15 +20,9 @@ use shared::domain::verify::{
 };
 
 const KEYS: [&[u8]; 2] = [b"previous-key-0123456789", b"current-key-abcdefghij"];
-const NOW: i64 = 1_795_000_000;
-const TOLERANCE: i64 = 300;
 
 fn sign(key: &[u8], id: &str, ts: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    for part in [id.as_bytes(), b".", ts.as_bytes(), b".", body] {
-        mac.update(part);
-    }
-    BASE64.encode(mac.finalize().into_bytes())
+    music_video_fuzz::sign(key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body])
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -84,17 +75,14 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .all(|v| HeaderValue::from_str(v).is_ok_and(|h| h.to_str().is_ok()));
     let (id, ts, list) = (id.trim(), ts.trim(), list.trim());
-    let in_window = !ts.is_empty()
-        && ts.len() <= 12
-        && ts.bytes().all(|b| b.is_ascii_digit())
-        && ts.parse::<i64>().is_ok_and(|t| (t - NOW).abs() <= TOLERANCE);
     let expected = mode & 4 == 0
         && readable
         && !id.is_empty()
         && id.len() <= 256
-        && in_window
-        && list.split(' ').filter_map(|e| e.strip_prefix("v1,")).any(|sig| {
-            KEYS.iter().any(|k| sign(k, id, ts, body) == sig)
-        });
+        && in_window(ts)
+        && list
+            .split(' ')
+            .filter_map(|e| e.strip_prefix("v1,"))
+            .any(|sig| KEYS.iter().any(|k| sign(k, id, ts, body) == sig));
     assert_eq!(accepted, expected, "id={id:?} ts={ts:?} list={list:?}");
 });

@@ -7,12 +7,9 @@
 //! of the two secrets signs a correct signature (so the fuzzer can reach acceptance).
 #![no_main]
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use sha2::Sha256;
+use music_video_fuzz::{NOW, TOLERANCE, in_window};
 use shared::Timestamp;
 use shared::domain::envelope::probe_task_id;
 use shared::domain::secret::Secret;
@@ -21,15 +18,9 @@ use shared::domain::verify::{
 };
 
 const SECRETS: [&[u8]; 2] = [b"previous-secret-0123456789", b"current-secret-abcdefghij"];
-const NOW: i64 = 1_795_000_000;
-const TOLERANCE: i64 = 300;
 
 fn sign(secret: &[u8], task_id: &str, ts: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
-    mac.update(task_id.as_bytes());
-    mac.update(b".");
-    mac.update(ts.as_bytes());
-    BASE64.encode(mac.finalize().into_bytes())
+    music_video_fuzz::sign(secret, &[task_id.as_bytes(), b".", ts.as_bytes()])
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -40,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
     let (Some(ts), Some(sig), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
         return;
     };
-    let (Ok(ts), Ok(mut sig)) = (std::str::from_utf8(ts), std::str::from_utf8(sig).map(str::to_owned)) else {
+    let (Ok(ts), Ok(mut sig)) = (
+        std::str::from_utf8(ts),
+        std::str::from_utf8(sig).map(str::to_owned),
+    ) else {
         return;
     };
     // Half the time, sign correctly with a configured secret: the fuzzer then explores
@@ -57,7 +51,10 @@ fuzz_target!(|data: &[u8]| {
     headers.append(UPSTREAM_TIMESTAMP_HEADER, tsv);
     headers.append(UPSTREAM_SIGNATURE_HEADER, sigv);
     if mode & 4 == 4 {
-        headers.append(UPSTREAM_SIGNATURE_HEADER, HeaderValue::from_str(&sig).unwrap());
+        headers.append(
+            UPSTREAM_SIGNATURE_HEADER,
+            HeaderValue::from_str(&sig).unwrap(),
+        );
     }
     let v = Verifier::default()
         .with_upstream_hmac(SECRETS.iter().map(|s| Secret::new(s.to_vec())).collect())
@@ -71,15 +68,10 @@ fuzz_target!(|data: &[u8]| {
 
     let readable = HeaderValue::from_str(&sig).is_ok_and(|h| h.to_str().is_ok());
     let ts = ts.trim();
-    let in_window = !ts.is_empty()
-        && ts.len() <= 12
-        && ts.bytes().all(|b| b.is_ascii_digit())
-        && ts.parse::<i64>().is_ok_and(|t| (t - NOW).abs() <= TOLERANCE);
     let expected = mode & 4 == 0
         && readable
-        && in_window
-        && probe_task_id(body).is_some_and(|id| {
-            SECRETS.iter().any(|s| sign(s, &id, ts) == sig.trim())
-        });
+        && in_window(ts)
+        && probe_task_id(body)
+            .is_some_and(|id| SECRETS.iter().any(|s| sign(s, &id, ts) == sig.trim()));
     assert_eq!(accepted, expected, "ts={ts:?} sig={sig:?}");
 });
