@@ -6,6 +6,8 @@ in the shapes a log line would hold it, and stays quiet on lines that only look 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 import tempfile
 import unittest
@@ -68,9 +70,14 @@ class ScanTest(unittest.TestCase):
             (logs / "moto.log").write_text("tok-aaaaaaaaaaaa (a stand-in's log: skipped)\n")
             env = Path(d) / "functions.env"
             env.write_text("".join(f"{k}={v}\n" for k, v in ENV.items()))
-            self.assertEqual(ss.main(["--logs", str(logs), "--env", str(env)]), 1)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):  # a planted leak: keep it out of the test log
+                self.assertEqual(ss.main(["--logs", str(logs), "--env", str(env)]), 1)
+            self.assertIn("LEAK cargo-lambda.log:2: CALLBACK_TOKENS[0]", out.getvalue())
+            self.assertNotIn("tok-aaaaaaaaaaaa", out.getvalue(), "the report never prints the secret")
             (logs / "cargo-lambda.log").write_text("fine\n")
-            self.assertEqual(ss.main(["--logs", str(logs), "--env", str(env)]), 0)
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.assertEqual(ss.main(["--logs", str(logs), "--env", str(env)]), 0)
 
 
 if __name__ == "__main__":
