@@ -276,17 +276,17 @@ async fn duplicates_under_load_keep_every_callback_and_every_video_once() {
     // The held copies: sent as soon as the video server sees the first GET, and the
     // task's state read right after each answer.
     let held_statuses = Arc::new(Mutex::new(Vec::<TaskStatus>::new()));
+    let server = Arc::new(server);
     let watcher = {
-        let (tasks, stack, client, answers, held_statuses, server_gets) = (
+        let (tasks, stack, client, answers, held_statuses, server) = (
             Arc::clone(&tasks),
             Arc::clone(&stack),
             client.clone(),
             Arc::clone(&answers),
             Arc::clone(&held_statuses),
-            Arc::new(server),
+            Arc::clone(&server),
         );
-        let server = Arc::clone(&server_gets);
-        let handle = tokio::spawn(async move {
+        tokio::spawn(async move {
             let store = DynamoTaskStore::new(stack.dynamodb(), stack.table());
             let mut waiting: Vec<usize> = (0..tasks.len()).filter(|&i| tasks[i].held).collect();
             let mut inflight = Vec::new();
@@ -309,9 +309,8 @@ async fn duplicates_under_load_keep_every_callback_and_every_video_once() {
                         inflight.push(tokio::spawn(async move {
                             let answer = send(&client, &stack, &tasks[i], i).await;
                             let id = TaskId::parse(&tasks[i].id).unwrap();
-                            if let Ok(Some(task)) = store.get(&id).await {
-                                held_statuses.lock().unwrap().push(task.status);
-                            }
+                            let task = store.get(&id).await.expect("GetItem").expect("recorded");
+                            held_statuses.lock().unwrap().push(task.status);
                             answers.lock().unwrap().push(answer);
                         }));
                     }
@@ -321,10 +320,8 @@ async fn duplicates_under_load_keep_every_callback_and_every_video_once() {
             for h in inflight {
                 h.await.unwrap();
             }
-        });
-        (handle, server_gets)
+        })
     };
-    let (watcher, server) = watcher;
 
     for s in senders {
         s.await.unwrap();

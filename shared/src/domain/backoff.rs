@@ -16,11 +16,13 @@ impl Backoff {
     /// half the exponential delay plus a random part of the other half, so retries of
     /// many invocations spread out but never collapse to zero.
     pub fn delay(&self, retry: u32, jitter: f64) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX));
-        let capped = exp.min(self.max);
+        let capped = self.ceiling(retry);
         capped / 2 + capped.mul_f64(jitter.clamp(0.0, 1.0) / 2.0)
+    }
+
+    /// `base × 2^n`, at most `max` (the exponent stops growing at 16, long past any cap).
+    pub fn ceiling(&self, n: u32) -> Duration {
+        self.base.saturating_mul(1 << n.min(16)).min(self.max)
     }
 }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
-use crate::domain::ssrf::UrlPolicy;
+use crate::domain::ssrf::{Blocked, UrlPolicy};
 use crate::domain::task_id::{TaskId, TaskIdError};
 
 /// Longest accepted video URL (signed CDN URLs are long, but not this long).
@@ -235,17 +235,11 @@ impl VideoUrl {
         if url.as_str().len() > MAX_VIDEO_URL_LEN {
             return Err(VideoUrlError::TooLong);
         }
-        match url.scheme() {
-            "https" => {}
-            "http" if policy.allow_http => {}
-            _ => return Err(VideoUrlError::SchemeNotAllowed),
-        }
-        if url.host().is_none() {
-            return Err(VideoUrlError::Malformed);
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(VideoUrlError::HasUserinfo);
-        }
+        policy.check_shape(&url).map_err(|blocked| match blocked {
+            Blocked::Scheme(_) => VideoUrlError::SchemeNotAllowed,
+            Blocked::Userinfo => VideoUrlError::HasUserinfo,
+            _ => VideoUrlError::Malformed,
+        })?;
         Ok(Self(url))
     }
 
@@ -366,7 +360,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const STRICT: UrlPolicy = UrlPolicy {
+    pub(super) const STRICT: UrlPolicy = UrlPolicy {
         allow_http: false,
         allow_loopback: false,
         allowed_hosts: Vec::new(),
@@ -596,11 +590,7 @@ mod properties {
 
     use super::*;
 
-    const STRICT: UrlPolicy = UrlPolicy {
-        allow_http: false,
-        allow_loopback: false,
-        allowed_hosts: Vec::new(),
-    };
+    use super::tests::STRICT;
 
     fn task_id() -> impl Strategy<Value = String> {
         "[A-Za-z0-9._:-]{1,128}".prop_filter("not dots only", |s| !s.bytes().all(|b| b == b'.'))

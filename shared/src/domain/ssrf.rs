@@ -126,14 +126,7 @@ impl UrlPolicy {
     /// allowlist, and the address itself when the host is an IP literal (in any of the
     /// forms the URL parser normalises: decimal, octal, hex, IPv4-mapped IPv6).
     pub fn check_url(&self, url: &Url) -> Result<(), Blocked> {
-        match url.scheme() {
-            "https" => {}
-            "http" if self.allow_http => {}
-            other => return Err(Blocked::Scheme(other.to_owned())),
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(Blocked::Userinfo);
-        }
+        self.check_shape(url)?;
         let host = url.host().ok_or(Blocked::NoHost)?;
         let host_str = match &host {
             Host::Domain(d) => (*d).to_owned(),
@@ -155,6 +148,23 @@ impl UrlPolicy {
         }
     }
 
+    /// What a URL must look like before anything else is asked of it (the receiver checks
+    /// this much when a callback arrives): an allowed scheme, a host, no credentials.
+    pub fn check_shape(&self, url: &Url) -> Result<(), Blocked> {
+        match url.scheme() {
+            "https" => {}
+            "http" if self.allow_http => {}
+            other => return Err(Blocked::Scheme(other.to_owned())),
+        }
+        if url.host().is_none() {
+            return Err(Blocked::NoHost);
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Blocked::Userinfo);
+        }
+        Ok(())
+    }
+
     /// Checks one resolved (or literal) address.
     pub fn check_ip(&self, addr: IpAddr) -> Result<(), Blocked> {
         match classify(addr) {
@@ -165,7 +175,6 @@ impl UrlPolicy {
     }
 }
 
-/// `None` for a public unicast address; otherwise why it is not one.
 /// `localhost`, `x.localhost`, with or without the root's trailing dot, in any case
 /// (the URL parser has already lowered and IDNA-mapped the name).
 fn is_loopback_name(name: &str) -> bool {
@@ -173,7 +182,8 @@ fn is_loopback_name(name: &str) -> bool {
     name == "localhost" || name.ends_with(".localhost")
 }
 
-pub fn classify(addr: IpAddr) -> Option<AddressClass> {
+/// `None` for a public unicast address; otherwise why it is not one.
+fn classify(addr: IpAddr) -> Option<AddressClass> {
     match addr {
         IpAddr::V4(v4) => classify_v4(v4),
         IpAddr::V6(v6) => classify_v6(v6),

@@ -20,6 +20,7 @@ pub use patch::{Condition, Item, MAX_STORED_TEXT, Patch, attr, stored_text};
 pub use state::{Inconsistent, Lease, TaskState};
 pub use transition::{TaskEvent, Transition, transition};
 
+use crate::domain::backoff::Backoff;
 use crate::domain::clock::Timestamp;
 use crate::domain::envelope::{CallbackEnvelope, Outcome, SUCCESS_CODE, VideoUrl};
 use crate::domain::task_id::TaskId;
@@ -53,9 +54,6 @@ impl TaskStatus {
         Self::Failed,
         Self::Expected,
     ];
-
-    /// The statuses the sparse `open-tasks` index holds.
-    pub const OPEN: [Self; 3] = [Self::Expected, Self::Received, Self::Downloading];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -320,30 +318,15 @@ impl Task {
             ),
         };
         Self {
-            task_id: envelope.task_id.clone(),
             status,
             video_url,
             upstream_code: envelope.code(),
             upstream_msg: stored_text(&envelope.msg).to_owned(),
-            received_at: now,
-            updated_at: now,
-            last_callback_at: now,
             callback_count: 1,
-            expires_at: expiry(now, ttl),
-            revision: 1,
-            attempts: 0,
-            lease_owner: None,
-            lease_until: None,
             failure_reason,
-            failure_detail: None,
-            bytes_received: None,
-            video: None,
             source: Some(source),
             registered_at: None,
-            next_poll_at: None,
-            polls: 0,
-            redrive_mark: None,
-            redrives: 0,
+            ..Self::expected(envelope.task_id.clone(), now, ttl)
         }
     }
 
@@ -398,7 +381,9 @@ impl Task {
     }
 
     /// Decides what a repeat callback does: a success revives a failed task, the first
-    /// outcome of an expected task decides it; everything else is a duplicate.
+    /// outcome of an expected task decides it; everything else is a duplicate. (The
+    /// functions call [`Task::on_repeat_outcome`], which names the source.)
+    #[cfg(test)]
     pub fn on_repeat_callback(
         &self,
         envelope: &CallbackEnvelope,
@@ -429,12 +414,11 @@ impl Task {
                 source,
             },
         };
-        let event = match envelope.outcome {
-            Outcome::Succeeded { .. } => TaskEvent::SuccessCallback,
-            Outcome::Failed { .. } => TaskEvent::FailureCallback,
-        };
         // Only a status change decides anything; the table says which.
-        if !matches!(transition(self.status, event), Transition::To(_)) {
+        let changes_status = change
+            .event()
+            .is_some_and(|e| matches!(transition(self.status, e), Transition::To(_)));
+        if !changes_status {
             return RepeatDecision::Duplicate;
         }
         match build(
@@ -541,11 +525,12 @@ impl Task {
 
     /// After a poll found no outcome yet: poll again later, each interval twice the last.
     pub fn schedule_poll(&self, now: Timestamp, policy: &ReconcilePolicy) -> Option<Patch> {
-        let factor = 1u32.checked_shl(self.polls.min(16)).unwrap_or(u32::MAX);
-        let interval = policy
-            .poll_min_interval
-            .saturating_mul(factor)
-            .min(policy.poll_max_interval);
+        let interval = Backoff {
+            base: policy.poll_min_interval,
+            max: policy.poll_max_interval,
+            retries: u32::MAX,
+        }
+        .ceiling(self.polls);
         let change = TaskChange::SchedulePoll {
             next_poll_at: now.saturating_add(interval),
         };
@@ -582,7 +567,7 @@ impl Task {
             upstream_msg: field::<String>(raw, attr::UPSTREAM_MSG)
                 .map(|m| stored_text(&m).to_owned())
                 .unwrap_or_default(),
-            received_at: field(raw, "received_at").unwrap_or(now),
+            received_at: field(raw, attr::RECEIVED_AT).unwrap_or(now),
             updated_at: now,
             last_callback_at: field(raw, attr::LAST_CALLBACK_AT).unwrap_or(now),
             callback_count: field(raw, attr::CALLBACK_COUNT).unwrap_or(0),
@@ -981,6 +966,11 @@ mod tests {
         full.redrives = 1;
         let known: BTreeSet<String> = full.to_item().unwrap().keys().cloned().collect();
         assert!(known.contains(attr::OPEN_STATUS));
+        // attr::ALL is written by hand: every attribute a record has must be in it, or
+        // salvaging an unreadable item would leave that attribute behind.
+        for a in &known {
+            assert!(attr::known(a).is_some(), "{a} is missing from attr::ALL");
+        }
         for (before, patch) in every_patch() {
             let mut seen = BTreeSet::new();
             for a in patch.attributes() {

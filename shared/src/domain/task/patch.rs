@@ -28,6 +28,7 @@ pub mod attr {
     pub const VIDEO_URL: &str = "video_url";
     pub const UPSTREAM_CODE: &str = "upstream_code";
     pub const UPSTREAM_MSG: &str = "upstream_msg";
+    pub const RECEIVED_AT: &str = "received_at";
     pub const UPDATED_AT: &str = "updated_at";
     pub const LAST_CALLBACK_AT: &str = "last_callback_at";
     pub const CALLBACK_COUNT: &str = "callback_count";
@@ -78,7 +79,7 @@ pub mod attr {
         REDRIVE_MARK,
         REDRIVES,
         UNREADABLE_ITEM,
-        "received_at",
+        RECEIVED_AT,
     ];
 
     /// The attribute's static name, if it is one of a task's. (An item's other
@@ -94,10 +95,12 @@ pub const MAX_STORED_TEXT: usize = 1024;
 
 /// `text` cut to at most [`MAX_STORED_TEXT`] bytes on a character boundary.
 pub fn stored_text(text: &str) -> &str {
-    if text.len() <= MAX_STORED_TEXT {
-        return text;
-    }
-    let mut end = MAX_STORED_TEXT;
+    cut(text, MAX_STORED_TEXT)
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
@@ -146,6 +149,16 @@ pub struct Patch {
 }
 
 impl Patch {
+    /// Changes nothing, under `condition`.
+    pub fn empty(condition: Condition) -> Self {
+        Self {
+            set: Vec::new(),
+            add: Vec::new(),
+            remove: Vec::new(),
+            condition,
+        }
+    }
+
     /// The item after this patch, or `None` if its condition does not hold. This is what
     /// the memory store does and what the DynamoDB rendering must match.
     pub fn apply_to(&self, item: Option<&Item>) -> Option<Item> {
@@ -217,12 +230,7 @@ impl Patch {
 
 /// The raw dump of an unreadable item, cut on a character boundary.
 fn stored_dump(text: &str) -> &str {
-    const MAX_DUMP: usize = 8 * MAX_STORED_TEXT;
-    let mut end = text.len().min(MAX_DUMP);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    cut(text, 8 * MAX_STORED_TEXT)
 }
 
 /// The attributes that mirror the status: itself, and the sparse index key while open.
@@ -279,7 +287,8 @@ pub(super) enum TaskChange {
 }
 
 impl TaskChange {
-    fn event(&self) -> Option<TaskEvent> {
+    /// The table's event this change is, if it is one (heartbeats and the like are not).
+    pub(super) fn event(&self) -> Option<TaskEvent> {
         match self {
             Self::Revive { .. } => Some(TaskEvent::SuccessCallback),
             Self::FailedUpstream { .. } => Some(TaskEvent::FailureCallback),
@@ -420,12 +429,7 @@ struct Builder {
 impl Builder {
     fn new(condition: Condition) -> Self {
         Self {
-            patch: Patch {
-                set: Vec::new(),
-                add: Vec::new(),
-                remove: Vec::new(),
-                condition,
-            },
+            patch: Patch::empty(condition),
         }
     }
 

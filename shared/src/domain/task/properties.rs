@@ -300,21 +300,4 @@ proptest! {
             run.step(op)?;
         }
     }
-
-    #[test]
-    fn no_event_leads_into_expected_and_stored_is_final(from in 0usize..6, event in 0usize..8) {
-        let statuses = [
-            TaskStatus::Expected, TaskStatus::Received, TaskStatus::Downloading,
-            TaskStatus::Stored, TaskStatus::Failed, TaskStatus::Expected,
-        ];
-        let from = statuses[from];
-        let event = TaskEvent::ALL[event];
-        match transition(from, event) {
-            Transition::To(to) => {
-                prop_assert_ne!(to, TaskStatus::Expected);
-                prop_assert_ne!(from, TaskStatus::Stored, "{:?} left stored", event);
-            }
-            Transition::Stay | Transition::Refused => {}
-        }
-    }
 }

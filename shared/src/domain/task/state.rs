@@ -68,12 +68,8 @@ impl Lease {
         let condition = Condition::LeaseHeldBy(self.owner.clone());
         // The condition pins the status to downloading, where the table allows every lease
         // change (tested); an empty patch under the same condition is the unreachable rest.
-        build(TaskStatus::Downloading, change, condition.clone(), at, ttl).unwrap_or(Patch {
-            set: Vec::new(),
-            add: Vec::new(),
-            remove: Vec::new(),
-            condition,
-        })
+        build(TaskStatus::Downloading, change, condition.clone(), at, ttl)
+            .unwrap_or_else(|| Patch::empty(condition))
     }
 }
 

@@ -310,6 +310,17 @@ fn decode_signature(b64: &str) -> Result<Vec<u8>, Rejection> {
     }
 }
 
+/// `Ok` if any comparison matched. Every one was made (the iterator is drained whatever
+/// matched first), so the time taken does not say which secret, if any, matched.
+fn any_match(comparisons: impl Iterator<Item = Choice>) -> Result<(), Rejection> {
+    let matched = comparisons.fold(Choice::from(0), |acc, c| acc | c);
+    if bool::from(matched) {
+        Ok(())
+    } else {
+        Err(Rejection::Mismatch)
+    }
+}
+
 /// Constant-time equality over equal lengths; different lengths are simply unequal.
 fn ct_eq_choice(a: &[u8], b: &[u8]) -> Choice {
     if a.len() == b.len() {

@@ -4,10 +4,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use subtle::Choice;
 
 use super::{
-    CallbackRequest, Rejection, check_timestamp, ct_eq_choice, decode_signature, header,
+    CallbackRequest, Rejection, any_match, check_timestamp, ct_eq_choice, decode_signature, header,
     hmac_sha256,
 };
 use crate::domain::clock::Timestamp;
@@ -46,20 +45,13 @@ pub(super) fn check(
     if candidates.is_empty() {
         return Err(Rejection::MalformedSignature);
     }
-    let matched = keys.iter().fold(Choice::from(0), |acc, key| {
+    any_match(keys.iter().flat_map(|key| {
         let expected = hmac_sha256(
             key.expose(),
             &[id.as_bytes(), b".", timestamp.as_bytes(), b".", req.body],
         );
-        candidates
-            .iter()
-            .fold(acc, |acc, c| acc | ct_eq_choice(&expected, c))
-    });
-    if bool::from(matched) {
-        Ok(())
-    } else {
-        Err(Rejection::Mismatch)
-    }
+        candidates.iter().map(move |c| ct_eq_choice(&expected, c))
+    }))
 }
 
 /// A Standard Webhooks `v1,<base64>` signature entry for `key` (decoded).

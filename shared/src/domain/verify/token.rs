@@ -1,9 +1,7 @@
 //! The token scheme: a shared secret in the callback URL (`?token=…`). Several tokens
 //! may be configured at once, so one can be rotated without refusing callbacks.
 
-use subtle::Choice;
-
-use super::{Rejection, ct_eq_choice};
+use super::{Rejection, any_match, ct_eq_choice};
 use crate::domain::secret::Secret;
 
 /// Accepts the one `provided` token if it equals any of `tokens`; every token is
@@ -17,14 +15,11 @@ pub(super) fn check(tokens: &[Secret], provided: &[&str]) -> Result<(), Rejectio
     if provided.is_empty() {
         return Err(Rejection::Missing);
     }
-    let matched = tokens.iter().fold(Choice::from(0), |acc, t| {
-        acc | ct_eq_choice(t.expose(), provided.as_bytes())
-    });
-    if bool::from(matched) {
-        Ok(())
-    } else {
-        Err(Rejection::Mismatch)
-    }
+    any_match(
+        tokens
+            .iter()
+            .map(|t| ct_eq_choice(t.expose(), provided.as_bytes())),
+    )
 }
 
 #[cfg(test)]

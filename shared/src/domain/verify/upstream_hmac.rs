@@ -4,10 +4,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use subtle::Choice;
 
 use super::{
-    CallbackRequest, Rejection, check_timestamp, ct_eq_choice, decode_signature, header,
+    CallbackRequest, Rejection, any_match, check_timestamp, ct_eq_choice, decode_signature, header,
     hmac_sha256,
 };
 use crate::domain::clock::Timestamp;
@@ -33,18 +32,13 @@ pub(super) fn check(
     check_timestamp(timestamp, tolerance_secs, now)?;
     let signature = decode_signature(signature)?;
     let task_id = probe_task_id(req.body).ok_or(Rejection::NoTaskId)?;
-    let matched = secrets.iter().fold(Choice::from(0), |acc, secret| {
+    any_match(secrets.iter().map(|secret| {
         let expected = hmac_sha256(
             secret.expose(),
             &[task_id.as_bytes(), b".", timestamp.as_bytes()],
         );
-        acc | ct_eq_choice(&expected, &signature)
-    });
-    if bool::from(matched) {
-        Ok(())
-    } else {
-        Err(Rejection::Mismatch)
-    }
+        ct_eq_choice(&expected, &signature)
+    }))
 }
 
 /// Signs like the upstream does; used by tests and the local tooling to produce callbacks.
