@@ -924,31 +924,53 @@ mod tests {
 
     #[tokio::test]
     async fn the_commit_is_not_cut_short_by_the_deadline() {
-        // Parts (and so the commit) take longer than the time left at the last byte.
+        // The last byte arrives well before the deadline; completing the upload takes
+        // until long after it. Cut short, S3 could still finish an upload then aborted.
         let bytes = video(3 * PART);
         let origin = ScriptedOrigin::new([chunks(&bytes, 1000, None)]);
         let sink = MemoryVideoSink::default();
-        sink.delay_parts(Duration::from_millis(150));
+        sink.delay_complete(Duration::from_millis(600));
         let progress = Reports(AtomicUsize::new(0));
         let started = Instant::now();
-        let result = run_with(
-            &origin,
-            &sink,
-            started + Duration::from_millis(600),
-            &progress,
-        )
-        .await;
-        match result {
-            // Either the deadline came while parts were still uploading (nothing was
-            // committed, the upload aborted)…
-            Err(TransferError::Deadline(_)) => assert_nothing_left(&sink),
-            // …or the commit ran to its end, even past the deadline.
-            Ok(done) => {
-                assert_eq!(done.parts, 3);
-                assert_stored(&sink, &bytes, Written::Multipart { parts: 3 });
-            }
-            Err(other) => panic!("{other}"),
-        }
+        let deadline = started + Duration::from_millis(300);
+        let done = run_with(&origin, &sink, deadline, &progress).await.unwrap();
+        assert!(
+            Instant::now() > deadline,
+            "the commit ran past the deadline"
+        );
+        assert_eq!(done.parts, 3);
+        assert_stored(&sink, &bytes, Written::Multipart { parts: 3 });
+        assert!(sink.aborted().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_upload_that_cannot_start_uploads_nothing() {
+        let bytes = video(3 * PART);
+        let origin = ScriptedOrigin::new([chunks(&bytes, 1000, None)]);
+        let sink = MemoryVideoSink::default();
+        sink.fail_start();
+        let err = run(&origin, &sink).await.unwrap_err();
+        assert!(
+            matches!(&err, TransferError::Sink(e) if e.operation == "CreateMultipartUpload"),
+            "{err}"
+        );
+        assert_nothing_left(&sink);
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_is_reported_even_when_its_object_cannot_be_removed() {
+        let bytes = video(2 * PART + 9);
+        let origin = ScriptedOrigin::new([chunks(&bytes, 1000, None)]);
+        let sink = MemoryVideoSink::default();
+        sink.fail_replace_metadata().fail_delete();
+        let err = run(&origin, &sink).await.unwrap_err();
+        // The commit's error, not the cleanup's: the object stays, unrecorded, and the
+        // next attempt overwrites the same key.
+        assert!(
+            matches!(&err, TransferError::Commit(e) if e.operation == "CopyObject"),
+            "{err}"
+        );
+        assert!(sink.deleted().is_empty());
     }
 
     #[tokio::test]

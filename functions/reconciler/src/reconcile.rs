@@ -8,7 +8,7 @@ use shared::domain::task::{Patch, Reconcile, RecordSource, Task, TaskStatus};
 use shared::inbox::Inbox;
 use shared::store::{Applied, Listed, StoreError, TaskStore};
 use shared::upstream::{UpstreamApi, UpstreamError, UpstreamRecord};
-use shared::usecase::record_callback::{record_callback, record_outcome};
+use shared::usecase::record_callback::{record_callback, record_repeat};
 use shared::{TaskId, Timestamp};
 use tracing::{debug, error, info, warn};
 
@@ -260,8 +260,9 @@ impl<S: TaskStore, I: Inbox, U: UpstreamApi> Reconciler<S, I, U> {
             msg,
             outcome,
         };
-        match record_outcome(
+        match record_repeat(
             &self.store,
+            task.clone(),
             &envelope,
             RecordSource::Poll,
             now,

@@ -106,16 +106,8 @@ pub struct FetchTimeouts {
     pub read_idle: Duration,
 }
 
-/// Builds the guarded client on the system resolver. Callers still check the first URL
-/// with [`UrlPolicy::check_url`] (IP-literal hosts bypass resolvers).
-pub fn guarded_client(
-    policy: UrlPolicy,
-    timeouts: FetchTimeouts,
-) -> reqwest::Result<reqwest::Client> {
-    guarded_client_with(policy, timeouts, Arc::new(SystemLookup))
-}
-
-/// [`guarded_client`] resolving names through `lookup`.
+/// Builds the guarded client, resolving names through `lookup`. Callers still check the
+/// first URL with [`UrlPolicy::check_url`] (IP-literal hosts bypass resolvers).
 pub fn guarded_client_with(
     policy: UrlPolicy,
     timeouts: FetchTimeouts,
@@ -171,12 +163,13 @@ mod tests {
     use super::*;
 
     fn client(policy: UrlPolicy) -> reqwest::Client {
-        guarded_client(
+        guarded_client_with(
             policy,
             FetchTimeouts {
                 connect: Duration::from_secs(2),
                 read_idle: Duration::from_secs(2),
             },
+            Arc::new(SystemLookup),
         )
         .unwrap()
     }

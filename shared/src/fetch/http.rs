@@ -14,7 +14,7 @@ use reqwest::header::{
 use tracing::{info, warn};
 use url::Url;
 
-use super::client::{BuildError, FetchTimeouts, HostLookup, SystemLookup, guarded_client_with};
+use super::client::{BuildError, FetchTimeouts, HostLookup, guarded_client_with};
 use super::{Origin, ResumeMismatch, SourceError, VideoSource};
 use crate::domain::backoff::Backoff;
 use crate::domain::ssrf::UrlPolicy;
@@ -139,17 +139,9 @@ pub struct HttpOrigin {
 }
 
 impl HttpOrigin {
-    /// Builds the SSRF-guarded client for `policy` ([`super::client::guarded_client`]): no source is ever
-    /// read through any other.
-    pub fn new(
-        policy: UrlPolicy,
-        timeouts: FetchTimeouts,
-        settings: SourceSettings,
-    ) -> Result<Self, BuildError> {
-        Self::with_lookup(policy, timeouts, settings, Arc::new(SystemLookup))
-    }
-
-    /// [`HttpOrigin::new`] resolving names through `lookup`.
+    /// Builds the SSRF-guarded client for `policy`, resolving names through `lookup`
+    /// ([`super::client::SystemLookup`] in production): no source is ever read through any
+    /// other.
     pub fn with_lookup(
         policy: UrlPolicy,
         timeouts: FetchTimeouts,

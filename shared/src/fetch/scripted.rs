@@ -51,17 +51,6 @@ impl Step {
         }))
     }
 
-    /// Transient errors used up every retry of this attempt.
-    pub fn retries_exhausted() -> Self {
-        Self::Fail(Arc::new(|offset| SourceError::RetriesExhausted {
-            retries: 3,
-            last: Box::new(SourceError::Truncated {
-                received: offset,
-                expected: offset + 1,
-            }),
-        }))
-    }
-
     /// `open` answers this HTTP status.
     pub fn refuse_with_status(status: u16) -> Self {
         Self::RefuseOpen(Arc::new(move |_| {

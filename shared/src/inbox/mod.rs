@@ -135,21 +135,21 @@ impl<I: Inbox> Inbox for Option<I> {
     async fn list(&self, limit: usize, after: Option<&str>) -> Result<InboxPage, InboxError> {
         match self {
             Some(inbox) => inbox.list(limit, after).await,
-            None => Ok(InboxPage::default()),
+            None => NoInbox.list(limit, after).await,
         }
     }
 
     async fn get(&self, key: &str) -> Result<Option<Spilled>, InboxError> {
         match self {
             Some(inbox) => inbox.get(key).await,
-            None => Ok(None),
+            None => NoInbox.get(key).await,
         }
     }
 
     async fn delete(&self, key: &str) -> Result<(), InboxError> {
         match self {
             Some(inbox) => inbox.delete(key).await,
-            None => Ok(()),
+            None => NoInbox.delete(key).await,
         }
     }
 }

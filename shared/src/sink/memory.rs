@@ -37,6 +37,7 @@ struct Faults {
     replace_metadata: bool,
     delete: bool,
     part_delay: Duration,
+    complete_delay: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -144,6 +145,12 @@ impl MemoryVideoSink {
     /// Each part upload takes this long (to keep parts in flight).
     pub fn delay_parts(&self, delay: Duration) -> &Self {
         self.lock().faults.part_delay = delay;
+        self
+    }
+
+    /// `CompleteMultipartUpload` takes `delay` (S3 assembling a large object).
+    pub fn delay_complete(&self, delay: Duration) -> &Self {
+        self.lock().faults.complete_delay = delay;
         self
     }
 
@@ -297,6 +304,10 @@ impl MultipartUpload for MemoryUpload {
     }
 
     async fn complete(&self, mut parts: Vec<UploadedPart>) -> Result<(), SinkError> {
+        let delay = self.lock().faults.complete_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let mut state = self.lock();
         if state.faults.complete {
             return Err(fail("CompleteMultipartUpload"));

@@ -182,14 +182,14 @@ impl VideoSink for S3VideoSink {
             if k != key {
                 continue;
             }
-            self.client
-                .abort_multipart_upload()
-                .bucket(&*self.bucket)
-                .key(k)
-                .upload_id(id)
-                .send()
-                .await
-                .map_err(|e| sink_error("AbortMultipartUpload", e))?;
+            S3MultipartUpload {
+                client: self.client.clone(),
+                bucket: Arc::clone(&self.bucket),
+                key: k.into(),
+                upload_id: id.into(),
+            }
+            .abort()
+            .await?;
             aborted += 1;
         }
         Ok(aborted)

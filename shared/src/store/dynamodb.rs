@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
+use super::image::{task_from_image, unreadable_image};
 use super::{Applied, Created, Cursor, Listed, OpenPage, StoreError, TaskStore};
 use crate::domain::clock::Timestamp;
 use crate::domain::task::{Condition, Item, Patch, Task, TaskStatus, attr};
@@ -57,24 +58,24 @@ pub fn task_to_item(task: &Task) -> Result<DynamoItem, StoreError> {
     to_dynamo_item(&task.to_item()?)
 }
 
+/// A task from an item as the SDK returns it: the same decoding as a stream image.
 pub fn task_from_item(item: DynamoItem) -> Result<Task, StoreError> {
-    serde_dynamo::from_item(item).map_err(|e| StoreError::Malformed(e.to_string()))
+    task_from_image(item.into())
 }
 
 /// A listed item: the task, or what is needed to fail it (see the memory store).
 fn listed(item: DynamoItem) -> Option<Listed> {
-    let task_id = match item.get(attr::TASK_ID) {
-        Some(AttributeValue::S(id)) => TaskId::parse(id).ok()?,
-        _ => return None,
-    };
-    let raw: Option<Item> = serde_dynamo::from_item(item.clone()).ok();
-    match task_from_item(item) {
+    let item: serde_dynamo::Item = item.into();
+    match task_from_image(item.clone()) {
         Ok(task) => Some(Listed::Task(Box::new(task))),
-        Err(e) => Some(Listed::Unreadable {
-            task_id,
-            raw: raw.unwrap_or_default(),
-            detail: e.to_string(),
-        }),
+        Err(e) => {
+            let (task_id, raw) = unreadable_image(&item, &item)?;
+            Some(Listed::Unreadable {
+                task_id,
+                raw,
+                detail: e.to_string(),
+            })
+        }
     }
 }
 
@@ -87,7 +88,7 @@ where
 
 /// A patch as DynamoDB expressions.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rendered {
+struct Rendered {
     pub update: String,
     pub condition: String,
     pub names: HashMap<String, String>,
@@ -96,7 +97,7 @@ pub struct Rendered {
 
 /// Renders `patch`: `SET #a = :a`, `ADD #n :add_n`, `REMOVE #r`, and its condition.
 /// Every attribute is aliased (`status` is a reserved word).
-pub fn render(patch: &Patch) -> Result<Rendered, StoreError> {
+fn render(patch: &Patch) -> Result<Rendered, StoreError> {
     let mut names = HashMap::new();
     let mut values = HashMap::new();
     let mut alias = |attr: &str| {

@@ -17,12 +17,8 @@ pub struct MemoryTaskStore {
     unavailable: Mutex<bool>,
     /// Every call takes this long first (a throttled or stalled service).
     delay: Mutex<std::time::Duration>,
-    /// The next this many writes (`create`, `apply`) fail as if the service were down.
-    failing_writes: Mutex<u32>,
     /// The next writes of patches that set this attribute fail (that many times).
     failing_patches: Mutex<Option<(&'static str, u32)>>,
-    /// Writes applied so far.
-    writes: Mutex<u32>,
 }
 
 impl MemoryTaskStore {
@@ -54,14 +50,6 @@ impl MemoryTaskStore {
         *self.delay.lock().unwrap_or_else(|p| p.into_inner()) = delay;
     }
 
-    /// The next `n` writes fail (then the store works again).
-    pub fn fail_next_writes(&self, n: u32) {
-        *self
-            .failing_writes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = n;
-    }
-
     /// The next `n` patches that set `attribute` fail (e.g. `video`: the outcome write
     /// of a stored video), other writes go through.
     pub fn fail_patches_setting(&self, attribute: &'static str, n: u32) {
@@ -69,11 +57,6 @@ impl MemoryTaskStore {
             .failing_patches
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some((attribute, n));
-    }
-
-    /// Writes applied so far (conditions that held).
-    pub fn writes(&self) -> u32 {
-        *self.writes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Item>> {
@@ -91,24 +74,11 @@ impl MemoryTaskStore {
             Ok(())
         }
     }
-
-    async fn check_write(&self) -> Result<(), StoreError> {
-        self.check_up().await?;
-        let mut failing = self
-            .failing_writes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if *failing > 0 {
-            *failing -= 1;
-            return Err(StoreError::Unavailable("injected write failure".into()));
-        }
-        Ok(())
-    }
 }
 
 impl TaskStore for MemoryTaskStore {
     async fn create(&self, task: &Task) -> Result<Created, StoreError> {
-        self.check_write().await?;
+        self.check_up().await?;
         let item = task.to_item()?;
         let mut items = self.lock();
         if let Some(existing) = items.get(&task.task_id) {
@@ -121,7 +91,7 @@ impl TaskStore for MemoryTaskStore {
     }
 
     async fn apply(&self, task_id: &TaskId, patch: &Patch) -> Result<Applied, StoreError> {
-        self.check_write().await?;
+        self.check_up().await?;
         {
             let mut failing = self
                 .failing_patches
@@ -141,7 +111,6 @@ impl TaskStore for MemoryTaskStore {
             Some(next) => {
                 let task = Task::from_item(next.clone())?;
                 items.insert(task_id.clone(), next);
-                *self.writes.lock().unwrap_or_else(|p| p.into_inner()) += 1;
                 Ok(Applied::Done(Box::new(task)))
             }
             None => Ok(Applied::Conflict(

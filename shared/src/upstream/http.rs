@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::{UpstreamApi, UpstreamError, UpstreamRecord, parse_record_info};
+use super::{UpstreamApi, UpstreamError, UpstreamRecord, parse_record_info, refusal};
 use crate::domain::secret::Secret;
 use crate::domain::task_id::TaskId;
 use crate::lambda::config::UpstreamApiSettings;
@@ -60,11 +60,8 @@ impl UpstreamApi for HttpUpstream {
             .await
             .map_err(|e| UpstreamError::Unavailable(e.without_url().to_string()))?;
         let status = response.status().as_u16();
-        match status {
-            401 | 403 => return Err(UpstreamError::Unauthorized(status)),
-            404 => return Err(UpstreamError::NotFound),
-            429 | 500..=599 => return Err(UpstreamError::Unavailable(format!("HTTP {status}"))),
-            _ => {}
+        if let Some(refused) = refusal(i64::from(status), || format!("HTTP {status}")) {
+            return Err(refused);
         }
         let body = response
             .bytes()

@@ -67,8 +67,20 @@ impl<U: UpstreamApi> UpstreamApi for Option<U> {
     async fn record_info(&self, task_id: &TaskId) -> Result<UpstreamRecord, UpstreamError> {
         match self {
             Some(api) => api.record_info(task_id).await,
-            None => Err(UpstreamError::NotConfigured),
+            None => NoUpstream.record_info(task_id).await,
         }
+    }
+}
+
+/// What an HTTP status, or the `code` the body carries, says when it is a refusal: the
+/// key is wrong, the task is unknown, or the API is busy or failing (worth asking again).
+fn refusal(code: i64, detail: impl FnOnce() -> String) -> Option<UpstreamError> {
+    match code {
+        401 => Some(UpstreamError::Unauthorized(401)),
+        403 => Some(UpstreamError::Unauthorized(403)),
+        404 => Some(UpstreamError::NotFound),
+        429 | 500..=599 => Some(UpstreamError::Unavailable(detail())),
+        _ => None,
     }
 }
 
@@ -108,23 +120,17 @@ struct Response {
 pub fn parse_record_info(body: &[u8]) -> Result<UpstreamRecord, UpstreamError> {
     let envelope: Envelope =
         serde_json::from_slice(body).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
-    match envelope.code {
-        200 => {}
-        401 | 403 => return Err(UpstreamError::Unauthorized(envelope.code as u16)),
-        404 => return Err(UpstreamError::NotFound),
-        429 | 500..=599 => {
-            return Err(UpstreamError::Unavailable(format!(
+    if envelope.code != 200 {
+        let detail = || {
+            format!(
                 "code {}: {}",
                 envelope.code,
-                envelope.msg.unwrap_or_default()
-            )));
-        }
-        other => {
-            return Err(UpstreamError::Malformed(format!(
-                "code {other}: {}",
-                envelope.msg.unwrap_or_default()
-            )));
-        }
+                envelope.msg.clone().unwrap_or_default()
+            )
+        };
+        return Err(
+            refusal(envelope.code, detail).unwrap_or_else(|| UpstreamError::Malformed(detail()))
+        );
     }
     let data = envelope
         .data

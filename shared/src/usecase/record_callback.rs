@@ -1,8 +1,8 @@
 //! The receiver's use case: record a verified callback, deduplicating on its task id,
 //! written against the [`TaskStore`] port. A new task costs exactly one conditional
 //! write; a repeat costs two (the failed put that returns the existing record, then the
-//! decided patch). The reconciler records what it replays from the inbox and what
-//! polling finds through the same path.
+//! decided patch). The reconciler replays the inbox through [`record_callback`]; polling
+//! already holds the expected record it listed, so it enters at [`record_repeat`].
 
 use std::time::Duration;
 
@@ -51,26 +51,28 @@ pub async fn record_callback<S: TaskStore>(
     now: Timestamp,
     ttl: Duration,
 ) -> Result<Recorded, StoreError> {
-    record_outcome(store, envelope, RecordSource::Callback, now, ttl).await
+    let task = Task::from_outcome(envelope, RecordSource::Callback, now, ttl);
+    match store.create(&task).await? {
+        Created::New => Ok(Recorded::Created {
+            status: task.status,
+        }),
+        Created::Exists(existing) => {
+            record_repeat(store, *existing, envelope, RecordSource::Callback, now, ttl).await
+        }
+    }
 }
 
-/// [`record_callback`] for an outcome from `source` (a callback, or polling).
-pub async fn record_outcome<S: TaskStore>(
+/// Records `envelope`, from `source`, for a task already on record (`existing`, as read
+/// some time ago: a change under it is retried on the current record). Polling starts
+/// here, with the expected task it listed, so it never pays for a put bound to fail.
+pub async fn record_repeat<S: TaskStore>(
     store: &S,
+    mut existing: Task,
     envelope: &CallbackEnvelope,
     source: RecordSource,
     now: Timestamp,
     ttl: Duration,
 ) -> Result<Recorded, StoreError> {
-    let task = Task::from_outcome(envelope, source, now, ttl);
-    let mut existing = match store.create(&task).await? {
-        Created::New => {
-            return Ok(Recorded::Created {
-                status: task.status,
-            });
-        }
-        Created::Exists(existing) => existing,
-    };
     for _ in 0..MAX_CONFLICT_RETRIES {
         let (patch, revives) = match existing.on_repeat_outcome(envelope, source, now, ttl) {
             RepeatDecision::Duplicate => (Patch::count_callback(now), false),
@@ -87,9 +89,8 @@ pub async fn record_outcome<S: TaskStore>(
                     callback_count: task.callback_count,
                 });
             }
-            // Only a revive is conditional on the revision: decide again on the record
-            // as it is now.
-            Applied::Conflict(Some(current)) if revives => existing = current,
+            // Changed under us: decide again on what is there now.
+            Applied::Conflict(Some(current)) if revives => existing = *current,
             Applied::Conflict(_) => {
                 return Err(StoreError::Vanished(envelope.task_id.clone()));
             }
