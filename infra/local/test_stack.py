@@ -92,6 +92,35 @@ class StackTest(unittest.TestCase):
         with self.assertRaisesRegex(stack.StackError, "distinct"):
             stack.check_ports(self.config(S3_PORT="8333", LAMBDA_PORT="8334"))  # SeaweedFS master
 
+    def test_a_server_that_never_gets_ready_is_reported_with_its_last_failure_and_log(self) -> None:
+        logs = self.dir / "logs"
+        with mock.patch.object(stack, "LOGS", logs):
+            st = stack.Stack()
+            child = st.spawn("sleeper", [sys.executable, "-c", "print('volume: no free volumes'); "
+                                         "import time; time.sleep(30)"])
+            self.addCleanup(child.proc.wait)
+            self.addCleanup(child.proc.kill)
+
+            def refuse() -> bool:
+                raise ConnectionRefusedError("connection refused")
+
+            with self.assertRaises(stack.StackError) as caught:
+                st.wait_for("sleeper", refuse, 0.5, log_of="sleeper")
+            log = str(child.log)
+        message = str(caught.exception)
+        self.assertIn("sleeper not ready after 0s", message)
+        self.assertIn("last failure: ConnectionRefusedError: connection refused", message)
+        self.assertIn("volume: no free volumes", message)
+        self.assertIn(log, message)
+
+    def test_seaweedfs_refuses_to_start_on_a_nearly_full_disk(self) -> None:
+        full = mock.Mock(free=200 << 20)
+        with mock.patch.object(stack.shutil, "disk_usage", return_value=full), \
+                mock.patch.object(stack.Stack, "spawn") as spawn:
+            with self.assertRaisesRegex(stack.StackError, "only 200 MiB free"):
+                stack.start_seaweedfs(stack.Stack(), self.config(), data=self.dir / "weed")
+        spawn.assert_not_called()
+
 
 if __name__ == "__main__":
     unittest.main()
