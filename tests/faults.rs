@@ -156,6 +156,30 @@ fn signal(name: &str, sig: &str) {
     assert!(status.success(), "kill {sig} {name}");
 }
 
+/// A stack server frozen with SIGSTOP until this is dropped: a test that panics while
+/// it is down still wakes it, so the next test does not hang on a stopped server.
+struct Paused(&'static str);
+
+impl Paused {
+    fn new(name: &'static str) -> Self {
+        signal(name, "-STOP");
+        Self(name)
+    }
+
+    fn resume(self) {}
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let woke = std::process::Command::new("kill")
+            .args(["-CONT", &stack_pid(self.0)])
+            .status();
+        if !woke.is_ok_and(|s| s.success()) && !std::thread::panicking() {
+            panic!("kill -CONT {}", self.0);
+        }
+    }
+}
+
 /// An ingest *process* dies (kill -9) mid-download, after a part is uploaded: its task is
 /// left `downloading` with an open multipart upload. Its short lease runs out, the
 /// reconciler re-drives the task, the next attempt aborts the dead one's upload and
@@ -298,10 +322,10 @@ async fn the_outcome_write_failing_while_dynamodb_is_down_is_retried() {
         },
     )
     .await;
-    signal("moto", "-STOP");
+    let paused = Paused::new("moto");
     let down = Instant::now();
     tokio::time::sleep(Duration::from_secs(12)).await;
-    signal("moto", "-CONT");
+    paused.resume();
     let failures = run.await.unwrap();
     recovery("outcome_write_dynamodb_down_12s", down);
     assert!(
@@ -403,7 +427,7 @@ async fn callbacks_during_a_dynamodb_outage_are_spilled_then_replayed() {
         .iter()
         .map(|(id, v)| server.serve(&format!("/{id}.mp4"), *v))
         .collect();
-    signal("moto", "-STOP");
+    let paused = Paused::new("moto");
     let down = Instant::now();
     let mut answers = Vec::new();
     for ((id, _), url) in videos.iter().zip(&urls) {
@@ -412,7 +436,7 @@ async fn callbacks_during_a_dynamodb_outage_are_spilled_then_replayed() {
         let response = stack.post_callback(&client, &body).await;
         answers.push((response.status().as_u16(), started.elapsed()));
     }
-    signal("moto", "-CONT");
+    paused.resume();
     let back = Instant::now();
     assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
     assert!(

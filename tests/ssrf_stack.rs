@@ -120,15 +120,15 @@ fn callback_event(task_id: &str, video_url: &str) -> Value {
     event
 }
 
-/// Sends every case through the receiver and ingest under one policy; returns how many
-/// ended `failed` with `blocked_url` and the expected reason.
+/// Sends every case through the receiver and ingest under one policy; each must end
+/// `failed` with `blocked_url` and the expected reason.
 async fn run_policy(
     stack: &Stack,
     name: &str,
     policy_env: &[(&str, &str)],
     lookup: StaticLookup,
     cases: &[Case],
-) -> usize {
+) {
     let (api, mut child) = receiver(stack, policy_env).await;
     let mut pairs = vec![
         ("TABLE_NAME", stack.direct_table()),
@@ -144,7 +144,6 @@ async fn run_policy(
     let ingest =
         Ingest::over_http_with(stack.direct_task_store(), sink, config, Arc::new(lookup)).unwrap();
 
-    let mut blocked = 0;
     let mut wrong = Vec::new();
     for c in cases {
         let task_id = unique_task_id(&format!("ssrf-{name}"));
@@ -181,7 +180,6 @@ async fn run_policy(
             && after.failure_reason == Some(FailureReason::BlockedUrl)
             && detail.contains(c.why)
         {
-            blocked += 1;
             println!("SSRF {name:<10} {:<58} blocked: {detail}", c.url);
         } else {
             wrong.push(format!(
@@ -197,7 +195,6 @@ async fn run_policy(
         "{name}: not blocked as expected:\n{}",
         wrong.join("\n")
     );
-    blocked
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -296,7 +293,7 @@ async fn hostile_video_urls_through_the_stack_are_all_blocked_and_never_connecte
         .with("metadata.google.internal", &["169.254.169.254"])
         .with("intranet.test", &["10.20.30.40"]);
     let mut tried = production.len();
-    let mut blocked = run_policy(&stack, "production", &[], lookup.clone(), &production).await;
+    run_policy(&stack, "production", &[], lookup.clone(), &production).await;
 
     // The local stack's policy (plain http and loopback allowed): a real redirect chain
     // from the local video server walks into private and metadata space.
@@ -353,7 +350,7 @@ async fn hostile_video_urls_through_the_stack_are_all_blocked_and_never_connecte
         ("VIDEO_URL_ALLOW_LOOPBACK", "true"),
     ];
     tried += local.len();
-    blocked += run_policy(&stack, "local", &local_env, lookup.clone(), &local).await;
+    run_policy(&stack, "local", &local_env, lookup.clone(), &local).await;
 
     // An allowlist: only the video server's address and one CDN name.
     let allow_env = [
@@ -387,13 +384,13 @@ async fn hostile_video_urls_through_the_stack_are_all_blocked_and_never_connecte
     ];
     let allow_lookup = lookup.with("cdn.allowed.test", &["10.0.0.5"]);
     tried += allow.len();
-    blocked += run_policy(&stack, "allowlist", &allow_env, allow_lookup, &allow).await;
+    run_policy(&stack, "allowlist", &allow_env, allow_lookup, &allow).await;
 
     // Give a late connection attempt time to show up before counting.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let seen = canary.seen.lock().unwrap().clone();
     println!(
-        "SSRF URLs tried {tried} / blocked {blocked} / connections seen {} (canaries on 127.0.0.1:{p}{})",
+        "SSRF URLs tried {tried} / blocked {tried} / connections seen {} (canaries on 127.0.0.1:{p}{})",
         canary.hits(),
         if canary.v6 {
             format!(" and [::1]:{p}")
@@ -401,8 +398,8 @@ async fn hostile_video_urls_through_the_stack_are_all_blocked_and_never_connecte
             String::new()
         }
     );
-    assert!(tried >= 30);
-    assert_eq!(blocked, tried);
+    // Every case was blocked (run_policy asserts it); the issue asks for at least 30.
+    assert!(tried >= 30, "only {tried} hostile URLs");
     assert_eq!(canary.hits(), 0, "connections reached a canary: {seen:?}");
     // The redirect chains really were followed up to their hostile hop.
     for name in ["to-private", "to-metadata", "to-unlisted"] {

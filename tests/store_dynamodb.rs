@@ -332,9 +332,10 @@ async fn open_tasks_are_listed_from_the_sparse_index_in_pages() {
             }
         }
         cursor = page.next;
-        if cursor.is_none() || pages > 20 {
+        if cursor.is_none() {
             break;
         }
+        assert!(pages < 1_000, "the cursor never ran out");
     }
     assert_eq!(seen, ids, "oldest first, every one, no closed task");
     assert!(pages >= 3, "paged: {pages}");

@@ -726,7 +726,7 @@ Send a success callback:
 Follow the task:
   curl -sS '{env['STATUS_URL']}/{task}'
 Register a task whose callback is expected (the reconciler polls the simulated upstream
-every {RECONCILE_EVERY_S}s), then tell the upstream it finished:
+every {os.environ.get('RECONCILE_EVERY_S', RECONCILE_EVERY_S)}s), then tell the upstream it finished:
   curl -sS -X POST '{env['TASKS_URL']}' -H 'Content-Type: application/json' -d '{{"task_ids":["{task}-x"]}}'
   curl -sS -X PUT '{cfg.upstream_url}admin/tasks/{task}-x' -d '{{"successFlag":"SUCCESS","response":{{"videoUrl":"{cfg.files_url}/sample.mp4"}}}}'
 Use the settings in a shell:  set -a; . .local/stack.env; set +a

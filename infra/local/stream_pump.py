@@ -392,9 +392,12 @@ class Lanes:
     delivered in stream order; different tasks' batches run concurrently.
     """
 
-    def __init__(self, count: int, batch_size: int, process: Callable[[list[dict[str, Any]]], None]):
+    def __init__(self, count: int, batch_size: int, process: Callable[[list[dict[str, Any]]], None],
+                 retry_delay: float = 1.0, sleep: Callable[[float], None] = time.sleep):
         self.batch_size = max(1, batch_size)
         self.process = process
+        self.retry_delay = retry_delay
+        self.sleep = sleep
         self.queues: list[queue.Queue[dict[str, Any]]] = [queue.Queue() for _ in range(count)]
         self.delivered = 0
         self._lock = threading.Lock()
@@ -426,15 +429,21 @@ class Lanes:
                     batch.append(q.get_nowait())
                 except queue.Empty:
                     break
-            try:
-                self.process(batch)
-                with self._lock:
-                    self.delivered += len(batch)
-            except Exception:  # noqa: BLE001 - a bug in delivery must not kill the lane
-                log.exception("delivering %s failed; the lane goes on", describe_records(batch))
-            finally:
-                for _ in batch:
-                    q.task_done()
+            delay = self.retry_delay
+            while True:
+                try:
+                    self.process(batch)
+                    with self._lock:
+                        self.delivered += len(batch)
+                    break
+                except Exception:  # noqa: BLE001 - a bug in delivery must not kill the lane
+                    # Nor lose the batch: like the ESM, the same records go again (later
+                    # ones on this lane wait, so one task's order holds).
+                    log.exception("delivering %s failed; again in %.0fs", describe_records(batch), delay)
+                    self.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+            for _ in batch:
+                q.task_done()
 
 
 # ---------------------------------------------------------------------------------------------

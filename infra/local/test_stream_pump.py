@@ -354,6 +354,23 @@ class LanesTest(unittest.TestCase):
         self.assertEqual(slow, ["received", "downloading"])
         self.assertEqual(lanes.delivered, len(others) + 2)
 
+    def test_a_batch_whose_delivery_raises_is_delivered_again_before_the_next(self) -> None:
+        calls: list[list[str]] = []
+        waits: list[float] = []
+
+        def process(b: list[dict[str, Any]]) -> None:
+            calls.append([r["dynamodb"]["NewImage"]["status"]["S"] for r in b])
+            if len(calls) <= 2:
+                raise RuntimeError("a bug in delivery")
+
+        lanes = sp.Lanes(1, 1, process, retry_delay=0.5, sleep=waits.append)
+        lanes.submit([record("INSERT", new=item("a", "received")),
+                      record("MODIFY", new=item("a", "downloading"))])
+        self.assertTrue(lanes.wait_idle(5))
+        self.assertEqual(calls, [["received"], ["received"], ["received"], ["downloading"]])
+        self.assertEqual(waits, [0.5, 1.0])
+        self.assertEqual(lanes.delivered, 2)
+
     def test_lane_is_a_function_of_the_key(self) -> None:
         a1 = record("INSERT", new=item("a", "received"))
         a2 = record("MODIFY", new=item("a", "downloading"))
@@ -362,8 +379,9 @@ class LanesTest(unittest.TestCase):
         self.assertEqual(spread, set(range(5)))
 
     def test_template_parallelization_is_read(self) -> None:
+        # The template's parameter default, resolved through its !Ref.
         esm = template_model.ingest_event_source()
-        self.assertGreaterEqual(esm["ParallelizationFactor"], 1)
+        self.assertEqual(esm["ParallelizationFactor"], 5)
 
 
 class FakeLambda(http.server.ThreadingHTTPServer):

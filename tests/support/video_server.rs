@@ -410,7 +410,10 @@ async fn send_tricky(
             } else {
                 write_range(stream, t.video, 0, end, None).await?;
                 if cut.is_some() && !t.clean_cut {
-                    return Ok(()); // dropped, not closed
+                    // Reset, not closed: a plain drop would send FIN, which looks like
+                    // the end of a close-delimited body.
+                    stream.set_zero_linger()?;
+                    return Ok(());
                 }
             }
             stream.shutdown().await

@@ -69,11 +69,6 @@ impl<S: TaskStore, K: VideoSink, O: Origin, U: UpstreamApi> Ingest<S, K, O, U> {
         &self.tasks.store
     }
 
-    /// The video sink (tests read what was written).
-    pub fn sink(&self) -> &K {
-        &self.tasks.sink
-    }
-
     /// Handles one batch. Records are processed in order; from the first one that must
     /// be retried, it and every later record are reported as failures (the stream
     /// resumes from the lowest failed sequence number anyway).
@@ -84,9 +79,7 @@ impl<S: TaskStore, K: VideoSink, O: Origin, U: UpstreamApi> Ingest<S, K, O, U> {
         // The invocation cannot outlive its deadline, so neither does any lease it takes.
         let deadline = lease_deadline(context.deadline, now, config.local_emulator_budget);
         let invocation = Invocation::new(context.request_id.clone(), deadline, now, config);
-        let remaining = Duration::from_millis(
-            u64::try_from(deadline.as_millis() - now.as_millis()).unwrap_or(0),
-        );
+        let remaining = deadline.saturating_duration_since(now);
         info!(
             request_id = %context.request_id,
             records = event.records.len(),

@@ -103,9 +103,7 @@ pub struct Invocation {
 impl Invocation {
     /// The invocation `owner` that must end by `deadline`, as of `now`.
     pub fn new(owner: String, deadline: Timestamp, now: Timestamp, config: &IngestConfig) -> Self {
-        let remaining = Duration::from_millis(
-            u64::try_from(deadline.as_millis() - now.as_millis()).unwrap_or(0),
-        );
+        let remaining = deadline.saturating_duration_since(now);
         let start = Instant::now();
         Self {
             owner,
@@ -660,6 +658,35 @@ mod tests {
 
     fn bytes(len: usize) -> Vec<u8> {
         Video::new(len as u64, 3).bytes()
+    }
+
+    /// Only a `received` image is work: any other status is skipped before the store is
+    /// touched, whatever the stored record says (here: still `received`, claimable).
+    #[tokio::test]
+    async fn an_image_that_is_not_received_is_skipped_without_a_claim() {
+        let f = fakes(ScriptedOrigin::new([]), NoUpstream);
+        let task = seeded(&f).await;
+        let inv = invocation("inv-1", Duration::from_secs(60), Duration::from_secs(60));
+        for status in [
+            TaskStatus::Downloading,
+            TaskStatus::Stored,
+            TaskStatus::Failed,
+            TaskStatus::Expected,
+        ] {
+            let mut image = task.clone();
+            image.status = status;
+            assert_eq!(
+                f.ingest(image, &inv).await,
+                RecordOutcome::Skipped(Skipped::NotReceived),
+                "{status:?}"
+            );
+        }
+        let after = f.store.snapshot(&id()).unwrap();
+        assert_eq!(
+            (after.status, after.attempts, after.lease_owner),
+            (TaskStatus::Received, 0, None)
+        );
+        assert_eq!((f.origin.opens(), f.sink.uploads_started()), (0, 0));
     }
 
     /// Hole 1: the final outcome write fails once (a throttle, a timeout). It is retried

@@ -191,6 +191,7 @@ impl Stop {
     }
 
     /// One that never triggers.
+    #[cfg(test)]
     pub fn never() -> Self {
         Self::new().1
     }

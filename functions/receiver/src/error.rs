@@ -5,17 +5,15 @@
 use lambda_http::http::StatusCode;
 use shared::domain::envelope::EnvelopeError;
 use shared::domain::verify::Rejected;
-use shared::lambda::http::{ApiError, MethodNotAllowed, Unavailable};
+use shared::lambda::http::{ApiError, BodyRefused, MethodNotAllowed, Unavailable};
 
 /// Why a callback was not recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiveError {
     #[error(transparent)]
     MethodNotAllowed(#[from] MethodNotAllowed),
-    #[error("body is {size} bytes, over the {limit}-byte limit")]
-    PayloadTooLarge { size: usize, limit: usize },
-    #[error("content type {0:?} is not application/json")]
-    UnsupportedMediaType(Option<String>),
+    #[error(transparent)]
+    Body(#[from] BodyRefused),
     #[error(transparent)]
     Unauthorized(#[from] Rejected),
     #[error(transparent)]
@@ -29,8 +27,7 @@ impl ApiError for ReceiveError {
     fn status(&self) -> StatusCode {
         match self {
             Self::MethodNotAllowed(e) => e.status(),
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Body(e) => e.status(),
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::InvalidEnvelope(_) => StatusCode::BAD_REQUEST,
             Self::Unavailable(e) => e.status(),
@@ -40,8 +37,7 @@ impl ApiError for ReceiveError {
     fn code(&self) -> &'static str {
         match self {
             Self::MethodNotAllowed(e) => e.code(),
-            Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Body(e) => e.code(),
             Self::Unauthorized(_) => "unauthorized",
             Self::InvalidEnvelope(e) => e.code(),
             Self::Unavailable(e) => e.code(),

@@ -5,13 +5,15 @@
 
 use std::time::Instant;
 
-use lambda_http::http::{Method, StatusCode, header::CONTENT_TYPE};
+use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use shared::domain::envelope::CallbackEnvelope;
 use shared::domain::verify::{CallbackRequest, Verified};
 use shared::inbox::{Inbox, NoInbox, Spilled};
-use shared::lambda::http::{MethodNotAllowed, Unavailable, json_response, serve, within_deadline};
+use shared::lambda::http::{
+    MethodNotAllowed, Unavailable, check_json_body, json_response, serve, within_deadline,
+};
 use shared::store::TaskStore;
 use shared::usecase::record_callback::{Recorded, record_callback};
 use shared::{TaskId, Timestamp};
@@ -126,13 +128,7 @@ impl<S: TaskStore, I: Inbox> Receiver<S, I> {
         // The path, never the query: that is where the token travels.
         debug!(method = %request.method(), path = request.uri().path(), body_bytes = body.len(), "callback arrived");
         MethodNotAllowed::check(request.method(), Method::POST)?;
-        if body.len() > self.config.max_body_bytes {
-            return Err(ReceiveError::PayloadTooLarge {
-                size: body.len(),
-                limit: self.config.max_body_bytes,
-            });
-        }
-        check_content_type(request)?;
+        check_json_body(request.headers(), body, self.config.max_body_bytes)?;
 
         let tokens = request
             .query_string_parameters_ref()
@@ -211,44 +207,12 @@ fn outcome_name(recorded: Recorded) -> &'static str {
     }
 }
 
-/// `application/json`, once, with no charset or `charset=utf-8` (JSON is UTF-8; a body
-/// declared otherwise would be read as something it is not).
-fn check_content_type(request: &Request) -> Result<(), ReceiveError> {
-    let mut values = request.headers().get_all(CONTENT_TYPE).iter();
-    let (first, second) = (values.next(), values.next());
-    let raw = first.map(|v| v.to_str().unwrap_or("<non-ascii>"));
-    let refused = || ReceiveError::UnsupportedMediaType(raw.map(str::to_owned));
-    if second.is_some() {
-        return Err(refused());
-    }
-    let mut parts = raw.unwrap_or("").split(';');
-    if !parts
-        .next()
-        .unwrap_or("")
-        .trim()
-        .eq_ignore_ascii_case("application/json")
-    {
-        return Err(refused());
-    }
-    for param in parts {
-        let Some((name, value)) = param.split_once('=') else {
-            continue;
-        };
-        let value = value.trim().trim_matches('"');
-        if name.trim().eq_ignore_ascii_case("charset")
-            && !(value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8"))
-        {
-            return Err(refused());
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
+    use lambda_http::http::header::CONTENT_TYPE;
     use serde_json::{Value, json};
     use shared::TaskStatus;
     use shared::domain::verify::{

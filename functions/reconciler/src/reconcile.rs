@@ -308,8 +308,6 @@ enum Replay {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use shared::domain::task::{ClaimDecision, DEFAULT_TASK_TTL, FailureReason};
     use shared::inbox::Spilled;
     use shared::lambda::config::Env;
@@ -596,6 +594,5 @@ mod tests {
         let report = r.run(t(1_000)).await;
         assert!(report.seen <= 200 && report.seen >= 150, "{report:?}");
         assert_eq!(report.redriven, report.seen);
-        let _ = Duration::ZERO;
     }
 }

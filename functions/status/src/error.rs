@@ -3,7 +3,7 @@
 
 use lambda_http::http::{HeaderName, HeaderValue, StatusCode};
 use shared::domain::task_id::TaskIdError;
-use shared::lambda::http::{ApiError, MethodNotAllowed, Unavailable};
+use shared::lambda::http::{ApiError, BodyRefused, MethodNotAllowed, Unavailable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -13,14 +13,14 @@ pub enum StatusError {
     InvalidTaskId(TaskIdError),
     #[error("no task with this id")]
     NotFound,
+    #[error("no such route")]
+    UnknownRoute,
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
     #[error("could not presign the video URL: {0}")]
     Presign(String),
-    #[error("content type {0:?} is not application/json")]
-    UnsupportedMediaType(Option<String>),
-    #[error("body is {size} bytes, over the {limit}-byte limit")]
-    PayloadTooLarge { size: usize, limit: usize },
+    #[error(transparent)]
+    Body(#[from] BodyRefused),
     /// A registration body that is not `{"task_ids": [...]}` with 1–100 valid ids.
     #[error("{0}")]
     InvalidRegistration(String),
@@ -31,11 +31,10 @@ impl ApiError for StatusError {
         match self {
             Self::MethodNotAllowed(e) => e.status(),
             Self::InvalidTaskId(_) => StatusCode::BAD_REQUEST,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::UnknownRoute => StatusCode::NOT_FOUND,
             Self::Unavailable(e) => e.status(),
             Self::Presign(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Body(e) => e.status(),
             Self::InvalidRegistration(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -44,11 +43,10 @@ impl ApiError for StatusError {
         match self {
             Self::MethodNotAllowed(e) => e.code(),
             Self::InvalidTaskId(_) => "invalid_task_id",
-            Self::NotFound => "not_found",
+            Self::NotFound | Self::UnknownRoute => "not_found",
             Self::Unavailable(e) => e.code(),
             Self::Presign(_) => "internal_error",
-            Self::UnsupportedMediaType(_) => "unsupported_media_type",
-            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::Body(e) => e.code(),
             Self::InvalidRegistration(_) => "invalid_registration",
         }
     }

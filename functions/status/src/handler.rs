@@ -7,12 +7,13 @@
 use std::time::Duration;
 
 use aws_sdk_s3::presigning::PresigningConfig;
-use lambda_http::http::header::CONTENT_TYPE;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 use shared::domain::task::{FailureReason, RecordSource, StoredVideo, Task, TaskState, TaskStatus};
-use shared::lambda::http::{MethodNotAllowed, json_response, serve, within_deadline};
+use shared::lambda::http::{
+    MethodNotAllowed, check_json_body, json_response, serve, within_deadline,
+};
 use shared::store::{Created, TaskStore};
 use shared::{TaskId, Timestamp};
 use tracing::{debug, info};
@@ -20,7 +21,10 @@ use tracing::{debug, info};
 use crate::config::StatusConfig;
 use crate::error::StatusError;
 
-const STORE_DEADLINE: Duration = Duration::from_secs(5);
+/// How long one store call may take (also the SDK's operation timeout).
+pub const STORE_DEADLINE: Duration = Duration::from_secs(5);
+/// How long registering a whole list may take.
+const REGISTRATION_DEADLINE: Duration = Duration::from_secs(20);
 /// Task ids one registration may carry.
 pub const MAX_REGISTRATIONS: usize = 100;
 const MAX_REGISTRATION_BODY: usize = 64 * 1024;
@@ -31,6 +35,7 @@ pub struct StatusService<S> {
     store: S,
     s3: aws_sdk_s3::Client,
     config: StatusConfig,
+    registration_deadline: Duration,
 }
 
 /// The public view of a task: the 200 body.
@@ -81,17 +86,24 @@ pub struct VideoView<'a> {
 
 impl<S: TaskStore> StatusService<S> {
     pub fn new(store: S, s3: aws_sdk_s3::Client, config: StatusConfig) -> Self {
-        Self { store, s3, config }
+        Self {
+            store,
+            s3,
+            config,
+            registration_deadline: REGISTRATION_DEADLINE,
+        }
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
         serve(request, |request| async move {
             debug!(method = %request.method(), path = request.uri().path(), "operator request");
-            if is_registration(&request) {
-                return self.register(&request).await;
-            }
+            let raw_id = match route_of(&request) {
+                Route::Tasks => return self.register(&request).await,
+                Route::Task(raw) => raw,
+                Route::Unknown => return Err(StatusError::UnknownRoute),
+            };
             MethodNotAllowed::check(request.method(), Method::GET)?;
-            let task_id = task_id_of(&request)?;
+            let task_id = TaskId::parse(&raw_id).map_err(StatusError::InvalidTaskId)?;
             tracing::Span::current().record("task_id", task_id.as_str());
             let task = within_deadline(STORE_DEADLINE, self.store.get(&task_id))
                 .await?
@@ -115,37 +127,27 @@ impl<S: TaskStore> StatusService<S> {
     async fn register(&self, request: &Request) -> Result<Response<Body>, StatusError> {
         MethodNotAllowed::check(request.method(), Method::POST)?;
         let body: &[u8] = request.body().as_ref();
-        if body.len() > MAX_REGISTRATION_BODY {
-            return Err(StatusError::PayloadTooLarge {
-                size: body.len(),
-                limit: MAX_REGISTRATION_BODY,
-            });
-        }
-        let content_type = request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let json = content_type
-            .as_deref()
-            .and_then(|ct| ct.split(';').next())
-            .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/json"));
-        if !json {
-            return Err(StatusError::UnsupportedMediaType(content_type));
-        }
+        check_json_body(request.headers(), body, MAX_REGISTRATION_BODY)?;
         let ids = parse_registration(body)?;
         let now = Timestamp::now();
-        let mut answer = Registered::default();
-        for task_id in ids {
-            let task = Task::expected(task_id.clone(), now, self.config.task_ttl);
-            match within_deadline(STORE_DEADLINE, self.store.create(&task)).await? {
-                Created::New => answer.registered.push(task_id),
-                Created::Exists(existing) => answer.existing.push(Existing {
-                    task_id,
-                    status: existing.status,
-                }),
+        // One deadline for the whole list, well inside API Gateway's 30 s: a slow store
+        // answers 503 and the caller sends the list again (ids already created come back
+        // under `existing`).
+        let answer = within_deadline(self.registration_deadline, async {
+            let mut answer = Registered::default();
+            for task_id in ids {
+                let task = Task::expected(task_id.clone(), now, self.config.task_ttl);
+                match self.store.create(&task).await? {
+                    Created::New => answer.registered.push(task_id),
+                    Created::Exists(existing) => answer.existing.push(Existing {
+                        task_id,
+                        status: existing.status,
+                    }),
+                }
             }
-        }
+            Ok(answer)
+        })
+        .await?;
         info!(
             outcome = "registered",
             registered = answer.registered.len(),
@@ -213,33 +215,43 @@ fn parse_registration(body: &[u8]) -> Result<Vec<TaskId>, StatusError> {
     Ok(ids)
 }
 
-/// `POST /tasks` (API Gateway's route, or, locally, the path).
-fn is_registration(request: &Request) -> bool {
-    request
-        .uri()
-        .path()
-        .trim_end_matches('/')
-        .ends_with("/tasks")
+/// Which operator route a request is for.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    /// `/tasks`: registration.
+    Tasks,
+    /// `/tasks/{task_id}`, with the id as sent (not yet parsed).
+    Task(String),
+    /// A path with no `tasks` segment (API Gateway would match no route).
+    Unknown,
 }
 
-/// The id from the route's path parameter (API Gateway), or else from the path itself.
-fn task_id_of(request: &Request) -> Result<TaskId, StatusError> {
-    let raw = request
+/// API Gateway's `task_id` path parameter decides; without one (the local emulator, which
+/// matches no routes) the path does: whatever follows its first `tasks` segment is the id,
+/// percent-decoded, so a task may itself be called `tasks`.
+fn route_of(request: &Request) -> Route {
+    if let Some(id) = request
         .path_parameters_ref()
         .and_then(|p| p.first("task_id"))
-        .map(str::to_owned)
-        .unwrap_or_else(|| local_emulator_task_id(request.uri().path()));
-    TaskId::parse(&raw).map_err(StatusError::InvalidTaskId)
-}
-
-/// LOCAL EMULATOR ONLY: `cargo lambda watch` matches no routes, so no path parameter
-/// arrives; the id is the last path segment, percent-decoded. API Gateway always sends
-/// the parameter, so this path is never taken in AWS.
-fn local_emulator_task_id(path: &str) -> String {
-    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-    percent_encoding::percent_decode_str(last)
-        .decode_utf8_lossy()
-        .into_owned()
+    {
+        return Route::Task(id.to_owned());
+    }
+    let path = request.uri().path();
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    if !segments.any(|s| s == "tasks") {
+        return Route::Unknown;
+    }
+    let mut after = segments.peekable();
+    if after.peek().is_none() {
+        return Route::Tasks;
+    }
+    // More than one segment joins with `/`, which no task id may hold: a 400, not a 404.
+    let raw = after.collect::<Vec<_>>().join("/");
+    Route::Task(
+        percent_encoding::percent_decode_str(&raw)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
 }
 
 /// The public view of `task`, with its stored video and presigned URL if any.
@@ -481,6 +493,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_slow_registration_is_a_503_and_sending_it_again_completes_it() {
+        let mut s = service();
+        s.registration_deadline = Duration::from_millis(150);
+        s.store.delay_calls(Duration::from_millis(60));
+        let ids: Vec<String> = (0..10).map(|i| format!("slow-{i}")).collect();
+        let body = json!({ "task_ids": ids }).to_string();
+        let started = std::time::Instant::now();
+        let response = s.handle(registration(&body)).await;
+        assert_eq!(
+            (
+                response.status().as_u16(),
+                read(&response)["error"].as_str()
+            ),
+            (503, Some("unavailable"))
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let written = s.store.len();
+        assert!(written < ids.len(), "{written} of {} written", ids.len());
+
+        s.store.delay_calls(Duration::ZERO);
+        let answer = read(&s.handle(registration(&body)).await);
+        assert_eq!(
+            answer["registered"].as_array().unwrap().len()
+                + answer["existing"].as_array().unwrap().len(),
+            ids.len()
+        );
+        assert_eq!(answer["existing"].as_array().unwrap().len(), written);
+        assert_eq!(s.store.len(), ids.len());
+    }
+
+    #[tokio::test]
     async fn bad_registrations_are_refused_and_write_nothing() {
         let s = service();
         let too_many: Vec<String> = (0..101).map(|i| format!("t{i}")).collect();
@@ -510,33 +553,92 @@ mod tests {
                 "{body}"
             );
         }
-        let wrong_type = request(|v| {
-            v["requestContext"]["http"]["method"] = "POST".into();
-            v["rawPath"] = "/tasks".into();
-            v["requestContext"]["http"]["path"] = "/tasks".into();
-            v["headers"]["content-type"] = "text/plain".into();
-            v["body"] = r#"{"task_ids": ["x"]}"#.into();
-        });
-        assert_eq!(s.handle(wrong_type).await.status(), 415);
-        let get = request(|v| {
-            v["rawPath"] = "/tasks".into();
-            v["requestContext"]["http"]["path"] = "/tasks".into();
-        });
+        for content_type in ["text/plain", "application/json; charset=utf-16"] {
+            let wrong_type = on_path("POST", "/tasks", |v| {
+                v["headers"]["content-type"] = content_type.into();
+                v["body"] = r#"{"task_ids": ["x"]}"#.into();
+            });
+            assert_eq!(s.handle(wrong_type).await.status(), 415, "{content_type}");
+        }
+        let get = on_path("GET", "/tasks", |_| {});
         let response = s.handle(get).await;
         assert_eq!(response.status(), 405);
         assert_eq!(response.headers()["allow"], "POST");
         assert!(s.store.is_empty());
     }
 
+    /// A request as the local emulator sends it: no route matched, so no path parameter.
+    fn on_path(method: &str, path: &str, edit: impl FnOnce(&mut Value)) -> Request {
+        request(|v| {
+            v.as_object_mut().unwrap().remove("pathParameters");
+            v["requestContext"]["http"]["method"] = method.into();
+            v["requestContext"]["routeKey"] = "$default".into();
+            v["rawPath"] = path.into();
+            v["requestContext"]["http"]["path"] = path.into();
+            edit(v);
+        })
+    }
+
     #[tokio::test]
     async fn the_id_comes_from_the_path_when_no_route_matched() {
         let s = service();
         seed(&s.store, 200).await;
-        let local = request(|v| {
-            v.as_object_mut().unwrap().remove("pathParameters");
-            v["rawPath"] = format!("/tasks/{TASK}").into();
-            v["requestContext"]["http"]["path"] = format!("/tasks/{TASK}").into();
-        });
+        let local = on_path("GET", &format!("/lambda-url/status/tasks/{TASK}"), |_| {});
         assert_eq!(s.handle(local).await.status(), 200);
+    }
+
+    #[test]
+    fn routes() {
+        let get = |path: &str| route_of(&on_path("GET", path, |_| {}));
+        assert_eq!(get("/tasks"), Route::Tasks);
+        assert_eq!(get("/tasks/"), Route::Tasks);
+        assert_eq!(get("/lambda-url/status/tasks"), Route::Tasks);
+        assert_eq!(get("/prod/tasks/abc"), Route::Task("abc".into()));
+        assert_eq!(get("/tasks/tasks"), Route::Task("tasks".into()));
+        assert_eq!(get("/tasks/a%20b"), Route::Task("a b".into()));
+        assert_eq!(get("/tasks/a%2Fb"), Route::Task("a/b".into()));
+        assert_eq!(get("/tasks/a/b"), Route::Task("a/b".into()));
+        assert_eq!(get("/"), Route::Unknown);
+        assert_eq!(get("/task/abc"), Route::Unknown);
+        // API Gateway's parameter decides, whatever the path says.
+        let routed = request(|v| {
+            v["pathParameters"]["task_id"] = "tasks".into();
+            v["rawPath"] = "/tasks".into();
+        });
+        assert_eq!(route_of(&routed), Route::Task("tasks".into()));
+    }
+
+    #[tokio::test]
+    async fn a_task_called_tasks_is_a_task_and_bad_paths_are_refused() {
+        let s = service();
+        let tasks = TaskId::parse("tasks").unwrap();
+        let task = Task::from_callback(
+            &envelope(tasks.as_str(), 451, None, "m"),
+            Timestamp::now(),
+            DEFAULT_TASK_TTL,
+        );
+        s.store.create(&task).await.unwrap();
+        let response = s.handle(on_path("GET", "/tasks/tasks", |_| {})).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(read(&response)["task_id"], "tasks");
+        for (method, path, status, code) in [
+            ("GET", "/tasks/a/b", 400, "invalid_task_id"),
+            // Normalised to `/`, which is no route.
+            ("GET", "/tasks/..", 404, "not_found"),
+            ("GET", "/tasks/a/..%2F..", 400, "invalid_task_id"),
+            ("GET", "/tasks/nobody", 404, "not_found"),
+            ("POST", "/tasks/tasks", 405, "method_not_allowed"),
+            ("DELETE", "/tasks", 405, "method_not_allowed"),
+        ] {
+            let response = s.handle(on_path(method, path, |_| {})).await;
+            assert_eq!(
+                (
+                    response.status().as_u16(),
+                    read(&response)["error"].as_str()
+                ),
+                (status, Some(code)),
+                "{method} {path}"
+            );
+        }
     }
 }

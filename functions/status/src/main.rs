@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
 
     let sdk = sdk_config().await;
     let timeouts = CallTimeouts {
-        operation: Duration::from_secs(5),
+        operation: handler::STORE_DEADLINE,
         attempt: Duration::from_secs(2),
         max_attempts: 3,
     };

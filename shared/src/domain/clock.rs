@@ -49,6 +49,11 @@ impl Timestamp {
         )
     }
 
+    /// How long after `earlier` this is; zero when it is not after it.
+    pub fn saturating_duration_since(self, earlier: Self) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
+    }
+
     /// RFC 3339 with millisecond precision, e.g. `2026-11-23T11:36:48.123Z`.
     pub fn to_rfc3339(self) -> String {
         let millis = u64::try_from(self.0).unwrap_or(0);
@@ -105,5 +110,28 @@ mod tests {
     fn seconds_round_down() {
         assert_eq!(Timestamp::from_millis(1_999).as_secs(), 1);
         assert_eq!(Timestamp::from_secs(7).as_millis(), 7_000);
+    }
+
+    #[test]
+    fn durations_between_timestamps_never_go_negative_or_overflow() {
+        let t = Timestamp::from_millis(10_000);
+        assert_eq!(
+            t.saturating_duration_since(Timestamp::from_millis(2_500)),
+            Duration::from_millis(7_500)
+        );
+        assert_eq!(t.saturating_duration_since(t), Duration::ZERO);
+        assert_eq!(
+            t.saturating_duration_since(Timestamp::from_millis(20_000)),
+            Duration::ZERO
+        );
+        let (max, min) = (
+            Timestamp::from_millis(i64::MAX),
+            Timestamp::from_millis(i64::MIN),
+        );
+        assert_eq!(
+            max.saturating_duration_since(min),
+            Duration::from_millis(i64::MAX as u64)
+        );
+        assert_eq!(min.saturating_duration_since(max), Duration::ZERO);
     }
 }

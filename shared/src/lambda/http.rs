@@ -2,7 +2,7 @@
 //! trait for API errors ([`ApiError`]: status, stable code, public message, extra
 //! headers), the one function that turns an error into its response and its log line
 //! ([`error_response`]), the errors every route can answer ([`MethodNotAllowed`],
-//! [`Unavailable`]), and, with the `api` feature, the per-request span ([`serve`]).
+//! [`Unavailable`], [`BodyRefused`] from [`check_json_body`]), and, with the `api` feature, the per-request span ([`serve`]).
 
 use std::time::Duration;
 
@@ -154,6 +154,75 @@ impl ApiError for Unavailable {
     }
 }
 
+/// A request body the API does not read: too large, or not declared as UTF-8 JSON.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyRefused {
+    #[error("body is {size} bytes, over the {limit}-byte limit")]
+    PayloadTooLarge { size: usize, limit: usize },
+    #[error("content type {0:?} is not application/json")]
+    UnsupportedMediaType(Option<String>),
+}
+
+impl ApiError for BodyRefused {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+        }
+    }
+}
+
+/// `Ok` for a body of at most `limit` bytes declared `application/json`, once, with no
+/// charset or `charset=utf-8` (JSON is UTF-8; a body declared otherwise would be read as
+/// something it is not). The size is checked first: it needs no header.
+pub fn check_json_body(
+    headers: &http::HeaderMap,
+    body: &[u8],
+    limit: usize,
+) -> Result<(), BodyRefused> {
+    if body.len() > limit {
+        return Err(BodyRefused::PayloadTooLarge {
+            size: body.len(),
+            limit,
+        });
+    }
+    let mut values = headers.get_all(CONTENT_TYPE).iter();
+    let (first, second) = (values.next(), values.next());
+    let raw = first.map(|v| v.to_str().unwrap_or("<non-ascii>"));
+    let refused = || BodyRefused::UnsupportedMediaType(raw.map(str::to_owned));
+    if second.is_some() {
+        return Err(refused());
+    }
+    let mut parts = raw.unwrap_or("").split(';');
+    if !parts
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/json")
+    {
+        return Err(refused());
+    }
+    for param in parts {
+        let Some((name, value)) = param.split_once('=') else {
+            continue;
+        };
+        let value = value.trim().trim_matches('"');
+        if name.trim().eq_ignore_ascii_case("charset")
+            && !(value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8"))
+        {
+            return Err(refused());
+        }
+    }
+    Ok(())
+}
+
 /// Awaits a store call, answering [`Unavailable`] if it fails or outlasts `deadline`.
 pub async fn within_deadline<T>(
     deadline: Duration,
@@ -251,5 +320,61 @@ mod tests {
             err.to_string(),
             "the task store did not answer within 10 ms"
         );
+    }
+
+    #[test]
+    fn json_bodies_are_checked_for_size_then_declared_type() {
+        let headers = |values: &[&str]| {
+            let mut h = http::HeaderMap::new();
+            for v in values {
+                h.append(CONTENT_TYPE, HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/json; charset=\"UTF8\"",
+            "application/json; foo=bar",
+            "application/json;",
+        ] {
+            assert_eq!(check_json_body(&headers(&[ok]), b"{}", 2), Ok(()), "{ok}");
+        }
+        for refused in [
+            &[][..],
+            &[""],
+            &["text/plain"],
+            &["application/jsonx"],
+            &["application/problem+json"],
+            &["application/json; charset=utf-16"],
+            &["application/json; charset=ISO-8859-1"],
+            &["application/json", "application/json"],
+        ] {
+            let err = check_json_body(&headers(refused), b"{}", 2).unwrap_err();
+            assert_eq!(
+                (err.status(), err.code()),
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+                "{refused:?}"
+            );
+        }
+        let mut non_ascii = http::HeaderMap::new();
+        non_ascii.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_bytes(b"application/json\xff").unwrap(),
+        );
+        assert_eq!(
+            check_json_body(&non_ascii, b"", 2),
+            Err(BodyRefused::UnsupportedMediaType(Some(
+                "<non-ascii>".into()
+            )))
+        );
+        // Size first: an oversized body is 413 whatever it claims to be.
+        let err = check_json_body(&headers(&["text/plain"]), b"{ }", 2).unwrap_err();
+        assert_eq!(err, BodyRefused::PayloadTooLarge { size: 3, limit: 2 });
+        assert_eq!(
+            (err.status().as_u16(), err.code()),
+            (413, "payload_too_large")
+        );
+        assert_eq!(err.to_string(), "body is 3 bytes, over the 2-byte limit");
     }
 }

@@ -41,6 +41,11 @@ impl MemoryTaskStore {
         self.lock().is_empty()
     }
 
+    /// How many items are stored.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
     pub fn set_unavailable(&self, down: bool) {
         *self.unavailable.lock().unwrap_or_else(|p| p.into_inner()) = down;
     }

@@ -479,9 +479,7 @@ impl Task {
     /// What the reconciler should do with this (open) task at `now`.
     pub fn decide_reconcile(&self, now: Timestamp, policy: &ReconcilePolicy) -> Reconcile {
         let revision = Condition::Revision(self.revision);
-        let since = |t: Timestamp| {
-            Duration::from_millis(u64::try_from(now.as_millis() - t.as_millis()).unwrap_or(0))
-        };
+        let since = |t: Timestamp| now.saturating_duration_since(t);
         let patch =
             |change: &TaskChange| build(self.status, change, revision.clone(), now, policy.ttl);
         let decided = match self.status {
