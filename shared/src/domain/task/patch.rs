@@ -95,16 +95,7 @@ pub const MAX_STORED_TEXT: usize = 1024;
 
 /// `text` cut to at most [`MAX_STORED_TEXT`] bytes on a character boundary.
 pub fn stored_text(text: &str) -> &str {
-    cut(text, MAX_STORED_TEXT)
-}
-
-/// `text` cut to at most `max` bytes on a character boundary.
-fn cut(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    crate::domain::text::cut_bytes(text, MAX_STORED_TEXT)
 }
 
 /// What must hold for a patch to be written. A failed condition is a domain outcome
@@ -230,7 +221,7 @@ impl Patch {
 
 /// The raw dump of an unreadable item, cut on a character boundary.
 fn stored_dump(text: &str) -> &str {
-    cut(text, 8 * MAX_STORED_TEXT)
+    crate::domain::text::cut_bytes(text, 8 * MAX_STORED_TEXT)
 }
 
 /// The attributes that mirror the status: itself, and the sparse index key while open.

@@ -1,0 +1,188 @@
+//! Signing what we send, as Standard Webhooks (the scheme our own receiver verifies):
+//! `webhook-id`, `webhook-timestamp` and `webhook-signature`, the last a space-separated
+//! list of `v1,<base64>` HMAC-SHA256 tags over `"{id}.{timestamp}.{body}"`, one per key.
+//! During a rotation the previous key keeps signing for an overlap (24 h by default), so a
+//! receiver that has not switched yet still finds a signature it can check.
+
+use std::time::Duration;
+
+use crate::domain::clock::Timestamp;
+use crate::domain::secret::Secret;
+use crate::domain::verify::{
+    WEBHOOK_ID_HEADER, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER,
+    standard_webhooks_signature,
+};
+
+/// How long a rotated-out key keeps signing unless the endpoint says otherwise.
+pub const DEFAULT_ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+
+/// An endpoint's signing keys (decoded from their `whsec_` form).
+#[derive(Debug, Clone)]
+pub struct SigningKeys {
+    pub current: Secret,
+    /// The key rotated out, and until when it still signs.
+    pub previous: Option<(Secret, Timestamp)>,
+}
+
+impl SigningKeys {
+    pub fn new(current: Secret) -> Self {
+        Self {
+            current,
+            previous: None,
+        }
+    }
+
+    /// The keys after rotating to `next` at `now`: the current one signs on for `overlap`.
+    pub fn rotated(self, next: Secret, now: Timestamp, overlap: Duration) -> Self {
+        Self {
+            current: next,
+            previous: Some((self.current, now.saturating_add(overlap))),
+        }
+    }
+
+    /// The keys that sign at `now`: the current one, then the previous one in its overlap.
+    pub fn signing_at(&self, now: Timestamp) -> impl Iterator<Item = &Secret> {
+        std::iter::once(&self.current).chain(
+            self.previous
+                .as_ref()
+                .filter(|(_, until)| now < *until)
+                .map(|(key, _)| key),
+        )
+    }
+
+    /// The three headers for `body`, sent as event `id` at `now`.
+    pub fn headers(&self, id: &str, now: Timestamp, body: &[u8]) -> [(&'static str, String); 3] {
+        let ts = now.as_secs();
+        let signature = self
+            .signing_at(now)
+            .map(|key| standard_webhooks_signature(key.expose(), id, ts, body))
+            .collect::<Vec<_>>()
+            .join(" ");
+        [
+            (WEBHOOK_ID_HEADER, id.to_owned()),
+            (WEBHOOK_TIMESTAMP_HEADER, ts.to_string()),
+            (WEBHOOK_SIGNATURE_HEADER, signature),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
+    use super::*;
+    use crate::domain::verify::standard_webhooks::decode_whsec;
+    use crate::domain::verify::{CallbackRequest, Scheme, Verified, Verifier};
+
+    /// The Standard Webhooks specification's test vector.
+    const SPEC_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const SPEC_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const SPEC_TS: i64 = 1_614_265_330;
+    const SPEC_BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const SPEC_SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
+    fn key(raw: &str) -> Secret {
+        Secret::new(decode_whsec(raw).unwrap())
+    }
+
+    fn header_map(headers: &[(&'static str, String)]) -> HeaderMap {
+        headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    HeaderName::from_static(n),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn verify(keys: Vec<Secret>, headers: &HeaderMap, body: &[u8], now: Timestamp) -> bool {
+        let verifier = Verifier::default().with_standard_webhooks(keys);
+        let req = CallbackRequest {
+            tokens: &[],
+            headers,
+            body,
+        };
+        matches!(
+            verifier.verify(&req, now),
+            Ok(Verified::By(Scheme::StandardWebhooks))
+        )
+    }
+
+    #[test]
+    fn the_reference_vector_is_what_we_send() {
+        let keys = SigningKeys::new(key(SPEC_SECRET));
+        let headers = keys.headers(SPEC_ID, Timestamp::from_secs(SPEC_TS), SPEC_BODY);
+        assert_eq!(
+            headers,
+            [
+                ("webhook-id", SPEC_ID.to_owned()),
+                ("webhook-timestamp", SPEC_TS.to_string()),
+                ("webhook-signature", SPEC_SIG.to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn our_verifier_accepts_what_we_sign_and_nothing_else() {
+        let now = Timestamp::from_secs(1_795_000_000);
+        let k = key(SPEC_SECRET);
+        let keys = SigningKeys::new(k.clone());
+        let body = br#"{"type":"test"}"#;
+        let headers = header_map(&keys.headers("evt_1", now, body));
+        assert!(verify(vec![k.clone()], &headers, body, now));
+        assert!(!verify(
+            vec![k.clone()],
+            &headers,
+            b"{\"type\":\"tampered\"}",
+            now
+        ));
+        assert!(!verify(
+            vec![key("whsec_dGhlIG90aGVyIGtleSwgMzIgYnl0ZXMgbG9uZyEhIQ==")],
+            &headers,
+            body,
+            now
+        ));
+        // Outside the receiver's tolerance: a captured delivery cannot be replayed later.
+        assert!(!verify(
+            vec![k],
+            &headers,
+            body,
+            now.saturating_add(Duration::from_secs(3600))
+        ));
+    }
+
+    #[test]
+    fn a_rotation_signs_with_both_keys_until_the_overlap_ends() {
+        let now = Timestamp::from_secs(1_795_000_000);
+        let old = key(SPEC_SECRET);
+        let new = key("whsec_dGhlIG90aGVyIGtleSwgMzIgYnl0ZXMgbG9uZyEhIQ==");
+        let keys =
+            SigningKeys::new(old.clone()).rotated(new.clone(), now, DEFAULT_ROTATION_OVERLAP);
+        let body = b"{}";
+
+        let during = now.saturating_add(Duration::from_secs(3600));
+        let headers = keys.headers("evt_2", during, body);
+        assert_eq!(headers[2].1.split(' ').count(), 2, "{headers:?}");
+        let map = header_map(&headers);
+        assert!(
+            verify(vec![old.clone()], &map, body, during),
+            "a receiver still on the old key"
+        );
+        assert!(
+            verify(vec![new.clone()], &map, body, during),
+            "a receiver on the new key"
+        );
+
+        let after = now.saturating_add(DEFAULT_ROTATION_OVERLAP);
+        let headers = keys.headers("evt_2", after, body);
+        assert_eq!(headers[2].1.split(' ').count(), 1);
+        let map = header_map(&headers);
+        assert!(
+            !verify(vec![old], &map, body, after),
+            "the old key no longer signs"
+        );
+        assert!(verify(vec![new], &map, body, after));
+    }
+}
