@@ -136,6 +136,27 @@ pub fn guarded_client_with(
         .build()
 }
 
+/// The client that sends notifications: the same guard on every name, no redirects (a
+/// 3xx is the endpoint's answer, not somewhere to go), one `timeout` for the whole
+/// exchange.
+pub fn guarded_sender_client(
+    policy: UrlPolicy,
+    connect: Duration,
+    timeout: Duration,
+    lookup: Arc<dyn HostLookup>,
+) -> reqwest::Result<reqwest::Client> {
+    let policy = Arc::new(policy);
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver::new(Arc::clone(&policy), lookup)))
+        .redirect(redirect::Policy::none())
+        .no_proxy()
+        .https_only(!policy.allow_http)
+        .connect_timeout(connect)
+        .timeout(timeout)
+        .user_agent(concat!("music-video-notify/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// The guard decision inside a reqwest error, if that is what stopped it.
 pub fn guard_cause(err: &reqwest::Error) -> Option<GuardRefusal> {
     let mut source: Option<&(dyn StdError + 'static)> = Some(err);

@@ -24,6 +24,9 @@ pub enum TransportError {
     Connect,
     /// The TLS handshake failed (bad certificate, protocol).
     Tls,
+    /// The SSRF guard refused where the name now points (it passed when saved: a DNS
+    /// change since). Retried, and counted: it disables the endpoint if it lasts.
+    Blocked,
     /// Anything else on the wire (a body cut short, a protocol error).
     Other,
 }
@@ -48,6 +51,7 @@ pub enum FailureClass {
     Dns,
     Connect,
     Tls,
+    Blocked,
     Transport,
     /// A 3xx: redirects are never followed.
     Redirect(u16),
@@ -68,6 +72,7 @@ impl FailureClass {
             Self::Dns => "dns",
             Self::Connect => "connect",
             Self::Tls => "tls",
+            Self::Blocked => "blocked",
             Self::Transport => "transport",
             Self::Redirect(_) => "redirect",
             Self::RateLimited => "rate_limited",
@@ -167,6 +172,7 @@ pub fn classify(kind: TargetKind, attempted: &Attempted<'_>, now: Timestamp) -> 
                 TransportError::Dns => FailureClass::Dns,
                 TransportError::Connect => FailureClass::Connect,
                 TransportError::Tls => FailureClass::Tls,
+                TransportError::Blocked => FailureClass::Blocked,
                 TransportError::Other => FailureClass::Transport,
             });
         }

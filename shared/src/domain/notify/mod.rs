@@ -2,8 +2,8 @@
 //! its deterministic id ([`event`]), how a delivery is signed ([`signing`]), what an
 //! attempt's answer means ([`classify`]), when the next attempt goes ([`schedule`]),
 //! when an endpoint is disabled ([`health`]), and how each target kind wants its body
-//! ([`format`]); what an endpoint is ([`endpoint`]) and how a delivery moves
-//! ([`delivery`]). The notify and deliver functions apply these decisions; they never
+//! ([`format`]); what an endpoint is ([`endpoint`]), how a delivery moves
+//! ([`delivery`]), and when batch and drain endpoints hear something ([`threshold`]). The notify and deliver functions apply these decisions; they never
 //! re-derive them.
 
 pub mod classify;
@@ -14,6 +14,7 @@ pub mod format;
 pub mod health;
 pub mod schedule;
 pub mod signing;
+pub mod threshold;
 
 pub use classify::{Attempted, FailureClass, TransportError, Verdict, classify};
 pub use event::{Event, EventData, EventId, EventType, TaskEvent, VideoRef};
