@@ -6,7 +6,8 @@
 //! - ports and adapters: [`store`] (task records; DynamoDB), [`sink`] (videos; S3),
 //!   [`fetch`] (the video source; the SSRF-guarded HTTP client), [`upstream`] (the
 //!   upstream's task API), [`inbox`] (callbacks spilled while the store is down),
-//!   [`sender`] (outbound notifications; the guarded HTTP sender);
+//!   [`notifications`] (endpoints and deliveries), [`sender`] (outbound notifications;
+//!   the guarded HTTP sender);
 //! - [`usecase`]: what a function does, written against the ports;
 //! - [`lambda`]: the Lambda edge (configuration readers, telemetry, HTTP responses, SDK
 //!   clients);
@@ -20,6 +21,7 @@ pub mod domain;
 pub mod fetch;
 pub mod inbox;
 pub mod lambda;
+pub mod notifications;
 pub mod sender;
 pub mod sink;
 pub mod store;

@@ -1,3 +1,4 @@
 //! Use cases: what the functions do, written against the ports only.
 
+pub mod deliver;
 pub mod record_callback;

@@ -1,0 +1,160 @@
+//! The notification stores' ports: endpoints (settings, secrets, health, rate windows)
+//! and deliveries (one per event and endpoint). Every write that can race is
+//! conditional or an atomic counter update, and a lost race is an outcome, never an
+//! error. `memory` (tests and feature `test-support`) is the fake.
+
+#[cfg(any(test, feature = "test-support"))]
+pub mod memory;
+
+use std::future::Future;
+
+use crate::domain::clock::Timestamp;
+use crate::domain::notify::delivery::{Delivery, DeliveryId};
+use crate::domain::notify::endpoint::{EndpointId, EndpointSettings};
+use crate::domain::notify::health::{Health, HealthChange};
+use crate::domain::notify::signing::SigningKeys;
+use crate::domain::secret::Secret;
+
+/// An endpoint as stored.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub id: EndpointId,
+    pub settings: EndpointSettings,
+    /// Standard Webhooks keys (webhook and custom kinds).
+    pub signing: Option<SigningKeys>,
+    pub feishu_secret: Option<Secret>,
+    pub health: Health,
+    pub enabled: bool,
+    /// When and why it was disabled (absent while enabled).
+    pub disabled: Option<(Timestamp, String)>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Why a notification store could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyStoreError {
+    #[error("notification store unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("stored notification item is malformed: {0}")]
+    Malformed(String),
+}
+
+/// Result of a conditional delivery write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Saved {
+    Done,
+    /// Someone else changed it first (its revision moved on).
+    Conflict,
+}
+
+pub trait EndpointStore: Send + Sync {
+    fn get(
+        &self,
+        id: &EndpointId,
+    ) -> impl Future<Output = Result<Option<Endpoint>, NotifyStoreError>> + Send;
+
+    /// Applies `change` atomically (an add, or a reset) and returns the counters after it.
+    fn record_health(
+        &self,
+        id: &EndpointId,
+        change: HealthChange,
+    ) -> impl Future<Output = Result<Health, NotifyStoreError>> + Send;
+
+    /// Disables the endpoint if it is enabled; `true` for the caller that did it (and so
+    /// sends `endpoint.disabled`), `false` if it already was.
+    fn disable(
+        &self,
+        id: &EndpointId,
+        reason: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, NotifyStoreError>> + Send;
+
+    /// Takes one send of fixed window `window` if fewer than `max` were taken; `false`
+    /// when the window is full.
+    fn take_send_slot(
+        &self,
+        id: &EndpointId,
+        window: i64,
+        max: u32,
+    ) -> impl Future<Output = Result<bool, NotifyStoreError>> + Send;
+}
+
+pub trait DeliveryStore: Send + Sync {
+    /// Writes `delivery` unless one with its id exists (`false` then: nothing new).
+    fn create(
+        &self,
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<bool, NotifyStoreError>> + Send;
+
+    fn get(
+        &self,
+        id: &DeliveryId,
+    ) -> impl Future<Output = Result<Option<Delivery>, NotifyStoreError>> + Send;
+
+    /// Writes `delivery` if the stored one is still at `expected_revision`.
+    fn save(
+        &self,
+        delivery: &Delivery,
+        expected_revision: u64,
+    ) -> impl Future<Output = Result<Saved, NotifyStoreError>> + Send;
+}
+
+impl<T: EndpointStore> EndpointStore for std::sync::Arc<T> {
+    fn get(
+        &self,
+        id: &EndpointId,
+    ) -> impl Future<Output = Result<Option<Endpoint>, NotifyStoreError>> + Send {
+        (**self).get(id)
+    }
+
+    fn record_health(
+        &self,
+        id: &EndpointId,
+        change: HealthChange,
+    ) -> impl Future<Output = Result<Health, NotifyStoreError>> + Send {
+        (**self).record_health(id, change)
+    }
+
+    fn disable(
+        &self,
+        id: &EndpointId,
+        reason: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, NotifyStoreError>> + Send {
+        (**self).disable(id, reason, now)
+    }
+
+    fn take_send_slot(
+        &self,
+        id: &EndpointId,
+        window: i64,
+        max: u32,
+    ) -> impl Future<Output = Result<bool, NotifyStoreError>> + Send {
+        (**self).take_send_slot(id, window, max)
+    }
+}
+
+impl<T: DeliveryStore> DeliveryStore for std::sync::Arc<T> {
+    fn create(
+        &self,
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<bool, NotifyStoreError>> + Send {
+        (**self).create(delivery)
+    }
+
+    fn get(
+        &self,
+        id: &DeliveryId,
+    ) -> impl Future<Output = Result<Option<Delivery>, NotifyStoreError>> + Send {
+        (**self).get(id)
+    }
+
+    fn save(
+        &self,
+        delivery: &Delivery,
+        expected_revision: u64,
+    ) -> impl Future<Output = Result<Saved, NotifyStoreError>> + Send {
+        (**self).save(delivery, expected_revision)
+    }
+}
