@@ -6,11 +6,18 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{DeliveryStore, Endpoint, EndpointStore, NotifyStoreError, Saved};
+use std::time::Duration;
+
+use super::{
+    DeliveryStore, Endpoint, EndpointStore, Job, JobQueue, NotifyStoreError, QueueError, Saved,
+    ThresholdStore,
+};
 use crate::domain::clock::Timestamp;
 use crate::domain::notify::delivery::{Delivery, DeliveryId};
 use crate::domain::notify::endpoint::EndpointId;
 use crate::domain::notify::health::{Health, HealthChange};
+use crate::domain::notify::threshold::{Batch, Busy};
+use crate::domain::task_id::TaskId;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -48,6 +55,13 @@ impl MemoryEndpoints {
 }
 
 impl EndpointStore for MemoryEndpoints {
+    async fn list(&self) -> Result<Vec<Endpoint>, NotifyStoreError> {
+        self.up()?;
+        let mut all: Vec<Endpoint> = lock(&self.endpoints).values().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(all)
+    }
+
     async fn get(&self, id: &EndpointId) -> Result<Option<Endpoint>, NotifyStoreError> {
         self.up()?;
         Ok(self.snapshot(id))
@@ -163,5 +177,138 @@ impl DeliveryStore for MemoryDeliveries {
             }
             _ => Ok(Saved::Conflict),
         }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryThresholds {
+    completions: Mutex<HashMap<EndpointId, u64>>,
+    batches: Mutex<HashMap<(EndpointId, u64), Batch>>,
+    busy: Mutex<HashMap<EndpointId, Busy>>,
+}
+
+impl MemoryThresholds {
+    pub fn completions(&self, endpoint: &EndpointId) -> u64 {
+        lock(&self.completions).get(endpoint).copied().unwrap_or(0)
+    }
+
+    pub fn batch(&self, endpoint: &EndpointId, seq: u64) -> Option<Batch> {
+        lock(&self.batches).get(&(endpoint.clone(), seq)).cloned()
+    }
+}
+
+impl ThresholdStore for MemoryThresholds {
+    async fn next_completion(&self, endpoint: &EndpointId) -> Result<u64, NotifyStoreError> {
+        let mut all = lock(&self.completions);
+        let n = all.entry(endpoint.clone()).or_insert(0);
+        *n += 1;
+        Ok(*n)
+    }
+
+    async fn skip_past(&self, endpoint: &EndpointId, k: u64) -> Result<(), NotifyStoreError> {
+        let mut all = lock(&self.completions);
+        let n = all.entry(endpoint.clone()).or_insert(0);
+        *n = (*n).max(k);
+        Ok(())
+    }
+
+    async fn join_batch(
+        &self,
+        endpoint: &EndpointId,
+        seq: u64,
+        task: &TaskId,
+        now: Timestamp,
+    ) -> Result<Option<Batch>, NotifyStoreError> {
+        let mut all = lock(&self.batches);
+        let batch = all.entry((endpoint.clone(), seq)).or_default();
+        if batch.sent || batch.flushed {
+            return Ok(None);
+        }
+        batch.members.push(task.clone());
+        batch.first_at.get_or_insert(now);
+        Ok(Some(batch.clone()))
+    }
+
+    async fn close_batch(
+        &self,
+        endpoint: &EndpointId,
+        seq: u64,
+        flushed: bool,
+    ) -> Result<Option<Batch>, NotifyStoreError> {
+        let mut all = lock(&self.batches);
+        let Some(batch) = all.get_mut(&(endpoint.clone(), seq)) else {
+            return Ok(None);
+        };
+        if batch.sent || batch.flushed {
+            return Ok(None);
+        }
+        if flushed {
+            batch.flushed = true;
+        } else {
+            batch.sent = true;
+        }
+        Ok(Some(batch.clone()))
+    }
+
+    async fn mark_busy(
+        &self,
+        endpoint: &EndpointId,
+        now: Timestamp,
+    ) -> Result<Busy, NotifyStoreError> {
+        let mut all = lock(&self.busy);
+        let busy = all.entry(endpoint.clone()).or_default();
+        *busy = busy.completed_at(now);
+        Ok(*busy)
+    }
+
+    async fn busy(&self, endpoint: &EndpointId) -> Result<Busy, NotifyStoreError> {
+        Ok(lock(&self.busy).get(endpoint).copied().unwrap_or_default())
+    }
+
+    async fn end_busy(
+        &self,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> Result<bool, NotifyStoreError> {
+        let mut all = lock(&self.busy);
+        match all.get(endpoint) {
+            Some(b) if b.since == Some(since) => {
+                all.insert(endpoint.clone(), Busy::default());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// Records queued jobs and their delays, in order.
+#[derive(Debug, Default)]
+pub struct MemoryQueue {
+    jobs: Mutex<Vec<(Job, Duration)>>,
+    down: AtomicBool,
+}
+
+impl MemoryQueue {
+    pub fn jobs(&self) -> Vec<(Job, Duration)> {
+        lock(&self.jobs).clone()
+    }
+
+    /// Takes every queued job out.
+    pub fn drain(&self) -> Vec<(Job, Duration)> {
+        std::mem::take(&mut *lock(&self.jobs))
+    }
+
+    pub fn set_unavailable(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+}
+
+impl JobQueue for MemoryQueue {
+    async fn enqueue(&self, job: &Job, delay: Duration) -> Result<(), QueueError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(QueueError("memory queue switched off".into()));
+        }
+        lock(&self.jobs).push((job.clone(), delay));
+        Ok(())
     }
 }

@@ -8,12 +8,18 @@ pub mod memory;
 
 use std::future::Future;
 
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
 use crate::domain::clock::Timestamp;
 use crate::domain::notify::delivery::{Delivery, DeliveryId};
 use crate::domain::notify::endpoint::{EndpointId, EndpointSettings};
 use crate::domain::notify::health::{Health, HealthChange};
 use crate::domain::notify::signing::SigningKeys;
+use crate::domain::notify::threshold::{Batch, Busy};
 use crate::domain::secret::Secret;
+use crate::domain::task_id::TaskId;
 
 /// An endpoint as stored.
 #[derive(Debug, Clone)]
@@ -49,6 +55,9 @@ pub enum Saved {
 }
 
 pub trait EndpointStore: Send + Sync {
+    /// Every endpoint (a small table, read page by page by the adapter).
+    fn list(&self) -> impl Future<Output = Result<Vec<Endpoint>, NotifyStoreError>> + Send;
+
     fn get(
         &self,
         id: &EndpointId,
@@ -101,6 +110,10 @@ pub trait DeliveryStore: Send + Sync {
 }
 
 impl<T: EndpointStore> EndpointStore for std::sync::Arc<T> {
+    fn list(&self) -> impl Future<Output = Result<Vec<Endpoint>, NotifyStoreError>> + Send {
+        (**self).list()
+    }
+
     fn get(
         &self,
         id: &EndpointId,
@@ -157,4 +170,91 @@ impl<T: DeliveryStore> DeliveryStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<Saved, NotifyStoreError>> + Send {
         (**self).save(delivery, expected_revision)
     }
+}
+
+/// The counters behind batch and drain endpoints (see `domain::notify::threshold`).
+pub trait ThresholdStore: Send + Sync {
+    /// Adds one to the endpoint's completion counter; the new value.
+    fn next_completion(
+        &self,
+        endpoint: &EndpointId,
+    ) -> impl Future<Output = Result<u64, NotifyStoreError>> + Send;
+
+    /// Raises the completion counter to at least `k` (past a flushed batch).
+    fn skip_past(
+        &self,
+        endpoint: &EndpointId,
+        k: u64,
+    ) -> impl Future<Output = Result<(), NotifyStoreError>> + Send;
+
+    /// Appends `task` to batch `seq` unless it was sent or flushed; the batch after, or
+    /// `None` when it left without this member.
+    fn join_batch(
+        &self,
+        endpoint: &EndpointId,
+        seq: u64,
+        task: &TaskId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<Batch>, NotifyStoreError>> + Send;
+
+    /// Marks batch `seq` sent (or `flushed`, short) if neither is set yet; the batch for
+    /// the caller that did it, `None` for everyone else.
+    fn close_batch(
+        &self,
+        endpoint: &EndpointId,
+        seq: u64,
+        flushed: bool,
+    ) -> impl Future<Output = Result<Option<Batch>, NotifyStoreError>> + Send;
+
+    /// One more completion in the endpoint's busy period (starting one if idle).
+    fn mark_busy(
+        &self,
+        endpoint: &EndpointId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Busy, NotifyStoreError>> + Send;
+
+    fn busy(
+        &self,
+        endpoint: &EndpointId,
+    ) -> impl Future<Output = Result<Busy, NotifyStoreError>> + Send;
+
+    /// Ends the busy period that began at `since`; `true` for the caller that did it.
+    fn end_busy(
+        &self,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<bool, NotifyStoreError>> + Send;
+}
+
+/// Work for the deliver function, as queued (the SQS message body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum Job {
+    Deliver {
+        delivery_id: DeliveryId,
+    },
+    /// A batch's `max_wait` is over: flush it if it is still open.
+    FlushBatch {
+        endpoint_id: EndpointId,
+        seq: u64,
+    },
+    /// A drain endpoint's quiet time may be over.
+    DrainCheck {
+        endpoint_id: EndpointId,
+    },
+}
+
+/// Why a job could not be queued.
+#[derive(Debug, thiserror::Error)]
+#[error("job queue unavailable: {0}")]
+pub struct QueueError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+pub trait JobQueue: Send + Sync {
+    /// Queues `job` to run no earlier than `delay` from now (the adapter splits long
+    /// delays: SQS holds a message at most 15 minutes).
+    fn enqueue(
+        &self,
+        job: &Job,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }

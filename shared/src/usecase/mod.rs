@@ -1,4 +1,5 @@
 //! Use cases: what the functions do, written against the ports only.
 
 pub mod deliver;
+pub mod notify;
 pub mod record_callback;

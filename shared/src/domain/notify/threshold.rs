@@ -8,12 +8,13 @@
 //! that brings the count to `n` sends the batch, complete. A batch still short of `n`
 //! when `max_wait` has passed since its first member is flushed by whoever marks it
 //! `flushed` first (a conditional write); a completion that finds its batch already
-//! flushed takes a new number. One event id per batch: `(endpoint, batch number)`.
+//! flushed moves the counter past that batch and takes a new number. One event id per
+//! batch: `(endpoint, batch number)`.
 //!
 //! **Drain** `{quiet}`: every completion marks the endpoint busy (the busy period
 //! starts at its first completion) and schedules a check `quiet` later. A check sends
 //! `tasks.queue_drained` when nothing completed since and no task is open (the sparse
-//! open-tasks index, one key read), ending the busy period with a conditional write on
+//! open-tasks index: one single-item query per open status), ending the busy period with a conditional write on
 //! its start, so exactly one check wins. One event id per busy period.
 
 use std::time::Duration;
