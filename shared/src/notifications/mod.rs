@@ -37,6 +37,29 @@ pub struct Endpoint {
     pub updated_at: Timestamp,
 }
 
+impl Endpoint {
+    /// A new, enabled, healthy endpoint.
+    pub fn new(
+        id: EndpointId,
+        settings: EndpointSettings,
+        signing: Option<SigningKeys>,
+        feishu_secret: Option<Secret>,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            settings,
+            signing,
+            feishu_secret,
+            health: Health::default(),
+            enabled: true,
+            disabled: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// Why a notification store could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyStoreError {

@@ -304,7 +304,6 @@ mod tests {
     use crate::domain::notify::health::Health;
     use crate::domain::notify::signing::SigningKeys;
     use crate::domain::secret::Secret;
-    use crate::domain::ssrf::UrlPolicy;
     use crate::domain::verify::{CallbackRequest, Scheme, Verified, Verifier};
     use crate::notifications::Endpoint;
     use crate::notifications::memory::{MemoryDeliveries, MemoryEndpoints};
@@ -323,27 +322,11 @@ mod tests {
     fn endpoint(kind: TargetKind, url: &str, seed: u128) -> Endpoint {
         let spec: EndpointSpec =
             serde_json::from_value(serde_json::json!({"kind": kind.as_str(), "url": url})).unwrap();
-        let local = EndpointUrlPolicy {
-            guard: UrlPolicy {
-                allow_http: true,
-                allow_loopback: true,
-                allowed_hosts: Vec::new(),
-            },
-            any_chat_host: true,
-        };
-        Endpoint {
-            id: EndpointId::generate(seed),
-            settings: spec.validate(&local).unwrap(),
-            signing: kind
-                .is_signed()
-                .then(|| SigningKeys::new(Secret::new(KEY.to_vec()))),
-            feishu_secret: None,
-            health: Health::default(),
-            enabled: true,
-            disabled: None,
-            created_at: T0,
-            updated_at: T0,
-        }
+        let signing = kind
+            .is_signed()
+            .then(|| SigningKeys::new(Secret::new(KEY.to_vec())));
+        let settings = spec.validate(&EndpointUrlPolicy::local()).unwrap();
+        Endpoint::new(EndpointId::generate(seed), settings, signing, None, T0)
     }
 
     async fn world(kind: TargetKind) -> (World, EndpointId, DeliveryId) {

@@ -9,7 +9,7 @@
 //!
 //! A disabled endpoint still gets its deliveries, recorded `skipped_disabled`, so
 //! `recover` can send them once it is enabled again. The flush and drain checks are
-//! [`flush_batch`] and [`drain_check`].
+//! [`Notifier::flush_batch`] and [`Notifier::drain_check`].
 
 use std::time::Duration;
 
@@ -67,8 +67,100 @@ async fn create_and_queue<D: DeliveryStore, Q: JobQueue>(
     Ok(true)
 }
 
-/// Notifies the endpoints of `task`'s outcome, at `now`.
-pub async fn notify_outcome<E, D, T, Q>(
+/// The notify use case's ports.
+#[derive(Debug, Clone)]
+pub struct Notifier<E, D, T, Q> {
+    pub endpoints: E,
+    pub deliveries: D,
+    pub thresholds: T,
+    pub queue: Q,
+}
+
+impl<E, D, T, Q> Notifier<E, D, T, Q>
+where
+    E: EndpointStore,
+    D: DeliveryStore,
+    T: ThresholdStore,
+    Q: JobQueue,
+{
+    /// Notifies the endpoints of `task`'s outcome, at `now`.
+    pub async fn outcome(&self, task: &Task, now: Timestamp) -> Result<Notified, NotifyError> {
+        notify_outcome(
+            &self.endpoints,
+            &self.deliveries,
+            &self.thresholds,
+            &self.queue,
+            task,
+            now,
+        )
+        .await
+    }
+
+    /// A batch's wait is over: flush it short if it is still open.
+    pub async fn flush_batch(
+        &self,
+        endpoint_id: &EndpointId,
+        seq: u64,
+        now: Timestamp,
+    ) -> Result<usize, NotifyError> {
+        let Some(endpoint) = self.endpoints.get(endpoint_id).await? else {
+            return Ok(0);
+        };
+        send_batch(
+            &self.deliveries,
+            &self.thresholds,
+            &self.queue,
+            &endpoint,
+            seq,
+            true,
+            now,
+        )
+        .await
+    }
+
+    /// A drain endpoint's quiet time may be over: if nothing completed since and no task
+    /// is open, send `tasks.queue_drained` for the busy period (once).
+    pub async fn drain_check<S: TaskStore>(
+        &self,
+        tasks: &S,
+        endpoint_id: &EndpointId,
+        now: Timestamp,
+    ) -> Result<usize, NotifyError> {
+        let Some(endpoint) = self.endpoints.get(endpoint_id).await? else {
+            return Ok(0);
+        };
+        let Threshold::Drain { quiet_secs } = endpoint.settings.threshold else {
+            return Ok(0);
+        };
+        let busy = self.thresholds.busy(endpoint_id).await?;
+        let quiet = Duration::from_secs(quiet_secs);
+        // Cheap checks first: only a quiet period is worth the open-task query.
+        if matches!(
+            busy.check(now, quiet, false),
+            DrainCheck::Idle | DrainCheck::NotQuiet
+        ) {
+            return Ok(0);
+        }
+        let open = any_open(tasks, now).await?;
+        let DrainCheck::Drained { since, completed } = busy.check(now, quiet, open) else {
+            return Ok(0);
+        };
+        if !self.thresholds.end_busy(endpoint_id, since).await? {
+            return Ok(0);
+        }
+        let delivery = Delivery::new(
+            drained_event(endpoint_id, since, completed),
+            endpoint_id.clone(),
+            endpoint.enabled,
+            now,
+        );
+        Ok(usize::from(
+            create_and_queue(&self.deliveries, &self.queue, delivery).await?,
+        ))
+    }
+}
+
+async fn notify_outcome<E, D, T, Q>(
     endpoints: &E,
     deliveries: &D,
     thresholds: &T,
@@ -206,79 +298,6 @@ async fn send_batch<D: DeliveryStore, T: ThresholdStore, Q: JobQueue>(
     ))
 }
 
-/// A batch's wait is over: flush it short if it is still open.
-pub async fn flush_batch<E, D, T, Q>(
-    endpoints: &E,
-    deliveries: &D,
-    thresholds: &T,
-    queue: &Q,
-    endpoint_id: &EndpointId,
-    seq: u64,
-    now: Timestamp,
-) -> Result<usize, NotifyError>
-where
-    E: EndpointStore,
-    D: DeliveryStore,
-    T: ThresholdStore,
-    Q: JobQueue,
-{
-    let Some(endpoint) = endpoints.get(endpoint_id).await? else {
-        return Ok(0);
-    };
-    send_batch(deliveries, thresholds, queue, &endpoint, seq, true, now).await
-}
-
-/// A drain endpoint's quiet time may be over: if nothing completed since and no task is
-/// open, send `tasks.queue_drained` for the busy period (once).
-pub async fn drain_check<E, D, T, Q, S>(
-    endpoints: &E,
-    deliveries: &D,
-    thresholds: &T,
-    queue: &Q,
-    tasks: &S,
-    endpoint_id: &EndpointId,
-    now: Timestamp,
-) -> Result<usize, NotifyError>
-where
-    E: EndpointStore,
-    D: DeliveryStore,
-    T: ThresholdStore,
-    Q: JobQueue,
-    S: TaskStore,
-{
-    let Some(endpoint) = endpoints.get(endpoint_id).await? else {
-        return Ok(0);
-    };
-    let Threshold::Drain { quiet_secs } = endpoint.settings.threshold else {
-        return Ok(0);
-    };
-    let busy = thresholds.busy(endpoint_id).await?;
-    let quiet = Duration::from_secs(quiet_secs);
-    // Cheap checks first: only a quiet period is worth the open-task query.
-    if matches!(
-        busy.check(now, quiet, false),
-        DrainCheck::Idle | DrainCheck::NotQuiet
-    ) {
-        return Ok(0);
-    }
-    let open = any_open(tasks, now).await?;
-    let DrainCheck::Drained { since, completed } = busy.check(now, quiet, open) else {
-        return Ok(0);
-    };
-    if !thresholds.end_busy(endpoint_id, since).await? {
-        return Ok(0);
-    }
-    let delivery = Delivery::new(
-        drained_event(endpoint_id, since, completed),
-        endpoint_id.clone(),
-        endpoint.enabled,
-        now,
-    );
-    Ok(usize::from(
-        create_and_queue(deliveries, queue, delivery).await?,
-    ))
-}
-
 /// Whether any task is open: one single-item query of the sparse index per open status.
 async fn any_open<S: TaskStore>(tasks: &S, now: Timestamp) -> Result<bool, StoreError> {
     for status in [
@@ -307,8 +326,6 @@ mod tests {
     use crate::domain::notify::delivery::DeliveryStatus;
     use crate::domain::notify::endpoint::{EndpointSpec, EndpointUrlPolicy};
     use crate::domain::notify::event::{EventData, EventType};
-    use crate::domain::notify::health::Health;
-    use crate::domain::ssrf::UrlPolicy;
     use crate::domain::task::{DEFAULT_TASK_TTL, StoredVideo};
     use crate::notifications::memory::{
         MemoryDeliveries, MemoryEndpoints, MemoryQueue, MemoryThresholds,
@@ -320,30 +337,38 @@ mod tests {
 
     #[derive(Default)]
     struct World {
-        endpoints: MemoryEndpoints,
-        deliveries: MemoryDeliveries,
-        thresholds: MemoryThresholds,
-        queue: MemoryQueue,
+        notifier: Notifier<MemoryEndpoints, MemoryDeliveries, MemoryThresholds, MemoryQueue>,
         tasks: MemoryTaskStore,
+    }
+
+    impl<E: Default, D: Default, T: Default, Q: Default> Default for Notifier<E, D, T, Q> {
+        fn default() -> Self {
+            Self {
+                endpoints: E::default(),
+                deliveries: D::default(),
+                thresholds: T::default(),
+                queue: Q::default(),
+            }
+        }
+    }
+
+    impl std::ops::Deref for World {
+        type Target = Notifier<MemoryEndpoints, MemoryDeliveries, MemoryThresholds, MemoryQueue>;
+        fn deref(&self) -> &Self::Target {
+            &self.notifier
+        }
     }
 
     fn endpoint(seed: u128, spec: serde_json::Value) -> Endpoint {
         let spec: EndpointSpec = serde_json::from_value(spec).unwrap();
-        let policy = EndpointUrlPolicy {
-            guard: UrlPolicy::default(),
-            any_chat_host: false,
-        };
-        Endpoint {
-            id: EndpointId::generate(seed),
-            settings: spec.validate(&policy).unwrap(),
-            signing: None,
-            feishu_secret: None,
-            health: Health::default(),
-            enabled: true,
-            disabled: None,
-            created_at: T0,
-            updated_at: T0,
-        }
+        let policy = EndpointUrlPolicy::default();
+        Endpoint::new(
+            EndpointId::generate(seed),
+            spec.validate(&policy).unwrap(),
+            None,
+            None,
+            T0,
+        )
     }
 
     fn outcome(id: &str, stored: bool, revision: u64) -> Task {
@@ -475,48 +500,10 @@ mod tests {
         assert!(flushes.iter().all(|(_, d)| *d == Duration::from_secs(600)));
         // The flushes of the full batches do nothing; the last one's sends it short.
         let later = T0.saturating_add(Duration::from_secs(600));
-        assert_eq!(
-            flush_batch(
-                &w.endpoints,
-                &w.deliveries,
-                &w.thresholds,
-                &w.queue,
-                &id,
-                0,
-                later
-            )
-            .await
-            .unwrap(),
-            0
-        );
-        assert_eq!(
-            flush_batch(
-                &w.endpoints,
-                &w.deliveries,
-                &w.thresholds,
-                &w.queue,
-                &id,
-                2,
-                later
-            )
-            .await
-            .unwrap(),
-            1
-        );
-        assert_eq!(
-            flush_batch(
-                &w.endpoints,
-                &w.deliveries,
-                &w.thresholds,
-                &w.queue,
-                &id,
-                2,
-                later
-            )
-            .await
-            .unwrap(),
-            0
-        );
+        let flush = |seq| w.flush_batch(&id, seq, later);
+        assert_eq!(flush(0).await.unwrap(), 0);
+        assert_eq!(flush(2).await.unwrap(), 1);
+        assert_eq!(flush(2).await.unwrap(), 0);
         let partial: Vec<_> = w
             .deliveries
             .all()
@@ -592,17 +579,7 @@ mod tests {
         );
         let id = ep.id.clone();
         w.endpoints.insert(ep);
-        let check = |now| {
-            drain_check(
-                &w.endpoints,
-                &w.deliveries,
-                &w.thresholds,
-                &w.queue,
-                &w.tasks,
-                &id,
-                now,
-            )
-        };
+        let check = |now| w.drain_check(&w.tasks, &id, now);
         // A task still open keeps the period busy.
         let open = Task::from_callback(
             &envelope("open-1", 200, Some("https://cdn.example/v.mp4"), "m"),

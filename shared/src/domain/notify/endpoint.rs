@@ -229,6 +229,21 @@ pub struct EndpointUrlPolicy {
     pub any_chat_host: bool,
 }
 
+impl EndpointUrlPolicy {
+    /// A local stack's: plain http and loopback allowed, chat kinds on any host (their
+    /// stand-ins run on 127.0.0.1). Never in a deployment.
+    pub fn local() -> Self {
+        Self {
+            guard: UrlPolicy {
+                allow_http: true,
+                allow_loopback: true,
+                allowed_hosts: Vec::new(),
+            },
+            any_chat_host: true,
+        }
+    }
+}
+
 /// The settings of a valid endpoint (everything but its secrets and its health).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointSettings {
@@ -533,14 +548,7 @@ mod tests {
             assert!(err.to_string().contains(why), "{url}: {err}");
         }
         // A local stack: plain http on loopback, chat kinds anywhere.
-        let local = EndpointUrlPolicy {
-            guard: UrlPolicy {
-                allow_http: true,
-                allow_loopback: true,
-                allowed_hosts: Vec::new(),
-            },
-            any_chat_host: true,
-        };
+        let local = EndpointUrlPolicy::local();
         assert!(
             spec(TargetKind::Slack, "http://127.0.0.1:8099/slack")
                 .validate(&local)
