@@ -5,6 +5,7 @@
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
+pub mod view;
 
 use std::future::Future;
 

@@ -16,6 +16,16 @@ use crate::domain::verify::{
 /// How long a rotated-out key keeps signing unless the endpoint says otherwise.
 pub const DEFAULT_ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 
+/// `key` in its `whsec_<base64>` form: what the operator is given once, at creation,
+/// to configure the receiver with.
+pub fn whsec(key: &Secret) -> String {
+    use base64::Engine as _;
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(key.expose())
+    )
+}
+
 /// An endpoint's signing keys (decoded from their `whsec_` form).
 #[derive(Debug, Clone)]
 pub struct SigningKeys {
@@ -108,6 +118,11 @@ mod tests {
             verifier.verify(&req, now),
             Ok(Verified::By(Scheme::StandardWebhooks))
         )
+    }
+
+    #[test]
+    fn whsec_round_trips() {
+        assert_eq!(whsec(&key(SPEC_SECRET)), SPEC_SECRET);
     }
 
     #[test]
