@@ -124,6 +124,14 @@ class Config:
         return f"{self.table}-direct"
 
     @property
+    def deliveries_table(self) -> str:
+        return f"{self.table}-deliveries"
+
+    @property
+    def endpoints_table(self) -> str:
+        return f"{self.table}-endpoints"
+
+    @property
     def dynamodb_url(self) -> str:
         return f"http://{HOST}:{self.dynamodb_port}"
 
@@ -198,6 +206,8 @@ class Config:
             **self.aws_env(),
             "TABLE_NAME": self.table,
             "DIRECT_TABLE_NAME": self.direct_table,
+            "DELIVERIES_TABLE_NAME": self.deliveries_table,
+            "ENDPOINTS_TABLE_NAME": self.endpoints_table,
             "BUCKET_NAME": self.bucket,
             "CALLBACK_TOKEN": self.token,
             # Without ?token=: for callbacks signed with one of the secrets below.
@@ -506,17 +516,20 @@ def create_table(cfg: Config) -> None:
     # never races them for their tasks.
     for name in (cfg.table, cfg.direct_table):
         create_one_table(cfg, name)
+    # The notification tables (issue 9), named after the tasks table.
+    create_one_table(cfg, cfg.deliveries_table, "DeliveriesTable")
+    create_one_table(cfg, cfg.endpoints_table, "EndpointsTable")
 
 
-def create_one_table(cfg: Config, name: str) -> None:
+def create_one_table(cfg: Config, name: str, logical_id: str = template_model.TABLE_ID) -> None:
     ddb = boto("dynamodb", cfg)
     try:
-        ddb.create_table(**template_model.tasks_table_create_args(name))
+        ddb.create_table(**template_model.table_create_args(logical_id, name))
         say(f"created table {name} (from template.yaml)")
     except ddb.exceptions.ResourceInUseException:
         say(f"table {name} exists")
     ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
-    ttl = template_model.tasks_table_ttl_args(name)
+    ttl = template_model.tasks_table_ttl_args(name, logical_id=logical_id)
     if ttl:
         current = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
         if current.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):

@@ -95,8 +95,13 @@ def resolve(template: dict[str, Any], value: Any) -> Any:
 
 def tasks_table_create_args(table_name: str, template: dict[str, Any] | None = None) -> dict[str, Any]:
     """boto3 `create_table` kwargs for TasksTable, renamed to `table_name`."""
+    return table_create_args(TABLE_ID, table_name, template)
+
+
+def table_create_args(logical_id: str, table_name: str, template: dict[str, Any] | None = None) -> dict[str, Any]:
+    """boto3 `create_table` kwargs for the table `logical_id`, renamed to `table_name`."""
     template = template or load_template()
-    props = _resource(template, TABLE_ID, "AWS::DynamoDB::Table")
+    props = _resource(template, logical_id, "AWS::DynamoDB::Table")
     args: dict[str, Any] = {
         "TableName": table_name,
         "AttributeDefinitions": resolve(template, props["AttributeDefinitions"]),
@@ -118,19 +123,20 @@ def tasks_table_create_args(table_name: str, template: dict[str, Any] | None = N
     return args
 
 
-def tasks_table_ttl(template: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def tasks_table_ttl(template: dict[str, Any] | None = None, logical_id: str = TABLE_ID) -> dict[str, Any] | None:
     """TasksTable's TimeToLiveSpecification as {"AttributeName", "Enabled"}, or None."""
     template = template or load_template()
-    spec = _resource(template, TABLE_ID, "AWS::DynamoDB::Table").get("TimeToLiveSpecification")
+    spec = _resource(template, logical_id, "AWS::DynamoDB::Table").get("TimeToLiveSpecification")
     if not spec:
         return None
     spec = resolve(template, spec)
     return {"AttributeName": spec["AttributeName"], "Enabled": bool(spec.get("Enabled", False))}
 
 
-def tasks_table_ttl_args(table_name: str, template: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def tasks_table_ttl_args(table_name: str, template: dict[str, Any] | None = None,
+                         logical_id: str = TABLE_ID) -> dict[str, Any] | None:
     """boto3 `update_time_to_live` kwargs, or None when the template enables no TTL."""
-    spec = tasks_table_ttl(template)
+    spec = tasks_table_ttl(template, logical_id)
     if not spec or not spec["Enabled"]:
         return None
     return {"TableName": table_name, "TimeToLiveSpecification": spec}

@@ -142,6 +142,15 @@ impl Stack {
         shared::store::dynamodb::DynamoTaskStore::new(self.dynamodb(), self.direct_table())
     }
 
+    /// The notification stores' adapter on the stack's deliveries and endpoints tables.
+    pub fn notifications(&self) -> shared::notifications::dynamodb::DynamoNotifications {
+        shared::notifications::dynamodb::DynamoNotifications::new(
+            self.dynamodb(),
+            self.var("DELIVERIES_TABLE_NAME"),
+            self.var("ENDPOINTS_TABLE_NAME"),
+        )
+    }
+
     /// A task's item exactly as stored (strongly consistent read).
     pub async fn raw_item(
         &self,

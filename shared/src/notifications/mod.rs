@@ -1,8 +1,11 @@
 //! The notification stores' ports: endpoints (settings, secrets, health, rate windows)
 //! and deliveries (one per event and endpoint). Every write that can race is
 //! conditional or an atomic counter update, and a lost race is an outcome, never an
-//! error. `memory` (tests and feature `test-support`) is the fake.
+//! error. [`dynamodb`] is the adapter; `memory` (tests and feature `test-support`) the
+//! fake.
 
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 pub mod view;
