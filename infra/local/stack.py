@@ -132,6 +132,15 @@ class Config:
         return f"{self.table}-endpoints"
 
     @property
+    def jobs_queue(self) -> str:
+        return f"{self.table}-jobs"
+
+    @property
+    def jobs_queue_url(self) -> str:
+        # moto's queue URLs: <endpoint>/<account>/<name>, account 123456789012.
+        return f"{self.dynamodb_url}/123456789012/{self.jobs_queue}"
+
+    @property
     def dynamodb_url(self) -> str:
         return f"http://{HOST}:{self.dynamodb_port}"
 
@@ -154,6 +163,8 @@ class Config:
     def aws_env(self) -> dict[str, str]:
         return {
             "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_url,
+            # moto serves SQS on the same port as DynamoDB (the notification job queue).
+            "AWS_ENDPOINT_URL_SQS": self.dynamodb_url,
             "AWS_ENDPOINT_URL_S3": self.s3_url,
             "AWS_REGION": REGION,
             "AWS_ACCESS_KEY_ID": "test",
@@ -208,6 +219,7 @@ class Config:
             "DIRECT_TABLE_NAME": self.direct_table,
             "DELIVERIES_TABLE_NAME": self.deliveries_table,
             "ENDPOINTS_TABLE_NAME": self.endpoints_table,
+            "JOBS_QUEUE_URL": self.jobs_queue_url,
             "BUCKET_NAME": self.bucket,
             "CALLBACK_TOKEN": self.token,
             # Without ?token=: for callbacks signed with one of the secrets below.
@@ -495,7 +507,7 @@ def boto(service: str, cfg: Config):  # noqa: ANN201
     import boto3
     from botocore.config import Config as BotoConfig
 
-    url = cfg.dynamodb_url if service == "dynamodb" else cfg.s3_url
+    url = cfg.s3_url if service == "s3" else cfg.dynamodb_url  # moto: DynamoDB and SQS
     extra = {"s3": {"addressing_style": "path"}} if service == "s3" else {}
     return boto3.client(service, endpoint_url=url, region_name=REGION, aws_access_key_id="test",
                         aws_secret_access_key="test",
@@ -516,9 +528,13 @@ def create_table(cfg: Config) -> None:
     # never races them for their tasks.
     for name in (cfg.table, cfg.direct_table):
         create_one_table(cfg, name)
-    # The notification tables (issue 9), named after the tasks table.
+    # The notification tables and job queue (issue 9), named after the tasks table.
     create_one_table(cfg, cfg.deliveries_table, "DeliveriesTable")
     create_one_table(cfg, cfg.endpoints_table, "EndpointsTable")
+    url = boto("sqs", cfg).create_queue(QueueName=cfg.jobs_queue)["QueueUrl"]
+    if url != cfg.jobs_queue_url:
+        raise StackError(f"the jobs queue is at {url}, not {cfg.jobs_queue_url}")
+    say(f"created queue {cfg.jobs_queue}")
 
 
 def create_one_table(cfg: Config, name: str, logical_id: str = template_model.TABLE_ID) -> None:

@@ -142,6 +142,13 @@ impl Stack {
         shared::store::dynamodb::DynamoTaskStore::new(self.dynamodb(), self.direct_table())
     }
 
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        let conf = aws_sdk_sqs::config::Builder::from(&self.sdk())
+            .endpoint_url(self.var("AWS_ENDPOINT_URL_SQS"))
+            .build();
+        aws_sdk_sqs::Client::from_conf(conf)
+    }
+
     /// The notification stores' adapter on the stack's deliveries and endpoints tables.
     pub fn notifications(&self) -> shared::notifications::dynamodb::DynamoNotifications {
         shared::notifications::dynamodb::DynamoNotifications::new(

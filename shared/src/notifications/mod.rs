@@ -8,6 +8,8 @@
 pub mod dynamodb;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 pub mod view;
 
 use std::future::Future;
@@ -271,6 +273,36 @@ pub enum Job {
     },
 }
 
+/// A job as it travels: the job and the earliest time it may run. SQS holds a message at
+/// most 15 minutes, so a longer wait is served in legs: a job that arrives early goes
+/// back for the rest ([`QueuedJob::arrival`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedJob {
+    #[serde(flatten)]
+    pub job: Job,
+    pub not_before: Timestamp,
+}
+
+/// What to do with a job that has just arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arrival {
+    Run(Job),
+    /// Early: wait this much more.
+    WaitAgain(crate::domain::notify::delivery::SqsWait),
+}
+
+impl QueuedJob {
+    pub fn arrival(self, now: Timestamp) -> Arrival {
+        if now >= self.not_before {
+            Arrival::Run(self.job)
+        } else {
+            Arrival::WaitAgain(crate::domain::notify::delivery::sqs_wait(
+                self.not_before.saturating_duration_since(now),
+            ))
+        }
+    }
+}
+
 /// Why a job could not be queued.
 #[derive(Debug, thiserror::Error)]
 #[error("job queue unavailable: {0}")]
@@ -284,4 +316,43 @@ pub trait JobQueue: Send + Sync {
         job: &Job,
         delay: Duration,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::notify::delivery::SqsWait;
+
+    #[test]
+    fn a_job_travels_as_json_and_waits_out_its_legs() {
+        let t0 = Timestamp::from_secs(1_795_000_000);
+        let job = QueuedJob {
+            job: Job::FlushBatch {
+                endpoint_id: EndpointId::generate(3),
+                seq: 7,
+            },
+            not_before: t0.saturating_add(Duration::from_secs(3_600)),
+        };
+        let json = serde_json::to_value(&job).unwrap();
+        assert_eq!(json["job"], "flush_batch");
+        assert_eq!(json["seq"], 7);
+        assert_eq!(json["not_before"], "2026-11-18T12:06:40.000Z");
+        let back: QueuedJob = serde_json::from_value(json).unwrap();
+        assert_eq!(back, job);
+        // Arriving after the first 15-minute leg: 45 minutes to go, hidden that long.
+        let early = t0.saturating_add(Duration::from_secs(900));
+        assert_eq!(
+            back.clone().arrival(early),
+            Arrival::WaitAgain(SqsWait::VisibilitySeconds(2_700))
+        );
+        let nearly = t0.saturating_add(Duration::from_secs(3_000));
+        assert_eq!(
+            back.clone().arrival(nearly),
+            Arrival::WaitAgain(SqsWait::DelaySeconds(600))
+        );
+        assert_eq!(
+            back.clone().arrival(job.not_before),
+            Arrival::Run(job.job.clone())
+        );
+    }
 }

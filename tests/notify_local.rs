@@ -1,4 +1,5 @@
-//! The notification stores' DynamoDB adapter against the local DynamoDB server, with the
+//! The notification adapters against the local servers: the job queue on SQS (moto), and
+//! the stores' DynamoDB adapter against the local DynamoDB server, with the
 //! same expectations as the memory fakes the use cases are unit-tested on: conditional
 //! creates and saves, atomic counters, first-writer-wins disable and batch close, rate
 //! windows, and every event type round-tripping through an item. Then the notify and
@@ -21,7 +22,11 @@ use shared::domain::secret::Secret;
 use shared::domain::task::{DEFAULT_TASK_TTL, StoredVideo};
 use shared::notifications::dynamodb::DynamoNotifications;
 use shared::notifications::memory::MemoryQueue;
-use shared::notifications::{DeliveryStore, Endpoint, EndpointStore, Saved, ThresholdStore};
+use shared::notifications::sqs::SqsJobQueue;
+use shared::notifications::{
+    Arrival, DeliveryStore, Endpoint, EndpointStore, Job, JobQueue, QueuedJob, Saved,
+    ThresholdStore,
+};
 use shared::sender::scripted::ScriptedSender;
 use shared::test_support::envelope;
 use shared::usecase::deliver::{DeliverSettings, Delivered, deliver};
@@ -384,4 +389,47 @@ async fn a_delivery_runs_through_the_adapter_and_a_410_disables_its_endpoint() {
             .iter()
             .all(|r| r.headers.iter().any(|(n, _)| *n == "webhook-signature"))
     );
+}
+
+#[tokio::test]
+async fn jobs_travel_through_the_queue_with_their_not_before() {
+    let stack = Stack::load();
+    let sqs = stack.sqs();
+    // A queue of this test's own, so the stack's consumers (later) never see it.
+    let name = format!("jobs-test-{}", fastrand::u32(..));
+    let url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue = SqsJobQueue::new(sqs.clone(), url.clone());
+    let job = Job::DrainCheck {
+        endpoint_id: fresh_id(),
+    };
+    let before = Timestamp::now();
+    queue.enqueue(&job, Duration::ZERO).await.unwrap();
+    queue
+        .enqueue(&job, Duration::from_secs(3_600))
+        .await
+        .unwrap();
+    let got = sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    // The hour-long wait is capped at SQS's 15 minutes: only the immediate job is visible.
+    assert_eq!(got.len(), 1, "{got:?}");
+    let queued: QueuedJob = serde_json::from_str(got[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(queued.job, job);
+    assert!(queued.not_before >= before && queued.not_before <= Timestamp::now());
+    assert_eq!(queued.arrival(Timestamp::now()), Arrival::Run(job));
+    sqs.delete_queue().queue_url(&url).send().await.unwrap();
 }
