@@ -91,6 +91,20 @@ async fn conditional_update(
     }
 }
 
+/// A put that may fail its condition: `false` when it did.
+async fn conditional_put(
+    request: aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder,
+) -> Result<bool, NotifyStoreError> {
+    match request.send().await {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(e)) => match e.into_err() {
+            PutItemError::ConditionalCheckFailedException(_) => Ok(false),
+            other => Err(unavailable(other)),
+        },
+        Err(other) => Err(unavailable(other)),
+    }
+}
+
 fn number(item: &DynamoItem, name: &str) -> Result<u64, NotifyStoreError> {
     match item.get(name) {
         Some(AttributeValue::N(v)) => v
@@ -252,22 +266,13 @@ fn busy_from_item(item: &DynamoItem) -> Result<Busy, NotifyStoreError> {
 impl DynamoNotifications {
     /// Writes a new endpoint; `false` if one with its id exists.
     pub async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<bool, NotifyStoreError> {
-        let result = self
+        let request = self
             .client
             .put_item()
             .table_name(&self.endpoints)
             .set_item(Some(endpoint_to_item(endpoint)?))
-            .condition_expression("attribute_not_exists(endpoint_id)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) => match e.into_err() {
-                PutItemError::ConditionalCheckFailedException(_) => Ok(false),
-                other => Err(unavailable(other)),
-            },
-            Err(other) => Err(unavailable(other)),
-        }
+            .condition_expression("attribute_not_exists(endpoint_id)");
+        conditional_put(request).await
     }
 }
 
@@ -524,22 +529,13 @@ impl ThresholdStore for DynamoNotifications {
 
 impl DeliveryStore for DynamoNotifications {
     async fn create(&self, delivery: &Delivery) -> Result<bool, NotifyStoreError> {
-        let result = self
+        let request = self
             .client
             .put_item()
             .table_name(&self.deliveries)
             .set_item(Some(delivery_to_item(delivery)?))
-            .condition_expression("attribute_not_exists(delivery_id)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) => match e.into_err() {
-                PutItemError::ConditionalCheckFailedException(_) => Ok(false),
-                other => Err(unavailable(other)),
-            },
-            Err(other) => Err(unavailable(other)),
-        }
+            .condition_expression("attribute_not_exists(delivery_id)");
+        conditional_put(request).await
     }
 
     async fn get(&self, id: &DeliveryId) -> Result<Option<Delivery>, NotifyStoreError> {
@@ -560,22 +556,17 @@ impl DeliveryStore for DynamoNotifications {
         delivery: &Delivery,
         expected_revision: u64,
     ) -> Result<Saved, NotifyStoreError> {
-        let result = self
+        let request = self
             .client
             .put_item()
             .table_name(&self.deliveries)
             .set_item(Some(delivery_to_item(delivery)?))
             .condition_expression("revision = :expected")
-            .expression_attribute_values(":expected", n(expected_revision))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Saved::Done),
-            Err(SdkError::ServiceError(e)) => match e.into_err() {
-                PutItemError::ConditionalCheckFailedException(_) => Ok(Saved::Conflict),
-                other => Err(unavailable(other)),
-            },
-            Err(other) => Err(unavailable(other)),
-        }
+            .expression_attribute_values(":expected", n(expected_revision));
+        Ok(if conditional_put(request).await? {
+            Saved::Done
+        } else {
+            Saved::Conflict
+        })
     }
 }
