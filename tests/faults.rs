@@ -281,9 +281,9 @@ async fn the_outcome_write_failing_while_dynamodb_is_down_is_retried() {
     let server = VideoServer::start(0).await;
     let video = Video::new(9 * MIB + 5, 72);
     // The source pauses just before its last byte: the moment to take DynamoDB away.
-    // The pause is long enough to be seen through a progress write on a loaded machine
-    // (a 3 s pause was once missed in CI), and shorter than the outage, so the last
-    // byte and the outcome write both land while DynamoDB is down.
+    // The pause outlasts a few progress intervals (the bytes before it are written within
+    // one), and is shorter than the outage, so the last byte and the outcome write both
+    // land while DynamoDB is down.
     let url = server.route(
         "/last-byte.mp4",
         Behaviour::Stall {

@@ -260,7 +260,9 @@ impl<S: TaskStore, K: VideoSink, O: Origin, U: UpstreamApi> TaskIngest<S, K, O, 
             task_id,
             lease,
             invocation,
+            flush_every: self.config.transfer.progress.interval,
             bytes: AtomicU64::new(0),
+            written: AtomicU64::new(0),
             lost,
         };
         let limits = Limits {
@@ -515,13 +517,19 @@ fn log_stored(done: &Transferred, elapsed: Duration) {
 }
 
 /// Keeps the lease while the transfer runs: progress reports renew it, and so does a
-/// heartbeat when no bytes move (a stalled source, a backoff). A lost lease stops the copy.
+/// heartbeat when no bytes move (a stalled source, a backoff). Bytes that arrived just
+/// before a stall are written within one progress interval, not left for the heartbeat
+/// (a third of the lease: minutes). A lost lease stops the copy.
 struct LeaseKeeper<'a, S> {
     store: &'a S,
     task_id: &'a TaskId,
     lease: &'a Lease,
     invocation: &'a Invocation,
+    /// How often unwritten bytes are flushed (the progress interval).
+    flush_every: Duration,
+    /// Bytes seen so far, and bytes last written.
     bytes: AtomicU64,
+    written: AtomicU64,
     lost: watch::Sender<bool>,
 }
 
@@ -535,7 +543,10 @@ impl<S: TaskStore> LeaseKeeper<'_, S> {
         match tokio::time::timeout(LEASE_WRITE_TIMEOUT, self.store.apply(self.task_id, &patch))
             .await
         {
-            Ok(Ok(Applied::Done(_))) => true,
+            Ok(Ok(Applied::Done(_))) => {
+                self.written.fetch_max(bytes_received, Ordering::Relaxed);
+                true
+            }
             Ok(Ok(Applied::Conflict(_))) => {
                 warn!(
                     bytes_received,
@@ -557,12 +568,22 @@ impl<S: TaskStore> LeaseKeeper<'_, S> {
         }
     }
 
-    /// Renews every third of a lease, for as long as the transfer runs.
+    /// Renews every third of a lease, and sooner (every progress interval) when bytes
+    /// arrived that no write has carried yet, for as long as the transfer runs.
     async fn renew_forever(&self) -> Infallible {
-        let every = (self.invocation.lease_for / 3).max(Duration::from_millis(200));
+        let heartbeat = (self.invocation.lease_for / 3).max(Duration::from_millis(200));
+        let tick = heartbeat.min(self.flush_every.max(Duration::from_millis(200)));
+        let mut since_write = Duration::ZERO;
         loop {
-            tokio::time::sleep(every).await;
-            if !self.renew(self.bytes.load(Ordering::Relaxed)).await {
+            tokio::time::sleep(tick).await;
+            since_write += tick;
+            let bytes = self.bytes.load(Ordering::Relaxed);
+            let unwritten = bytes > self.written.load(Ordering::Relaxed);
+            if !unwritten && since_write < heartbeat {
+                continue;
+            }
+            since_write = Duration::ZERO;
+            if !self.renew(bytes).await {
                 // Stopped; the transfer ends itself and wins the select.
                 std::future::pending::<()>().await;
             }
@@ -793,6 +814,35 @@ mod tests {
         assert!(
             complete_upload(&info(&full, 1000), &someone, &source).is_none(),
             "another task"
+        );
+    }
+
+    /// Bytes that arrive just before a stall are written within a progress interval,
+    /// not a third of the lease later (found by the fault suite: a 9 MiB source that
+    /// stalled at its last byte showed 0 bytes for the whole stall).
+    #[tokio::test]
+    async fn bytes_before_a_stall_are_written_within_a_progress_interval() {
+        let video = bytes(PART / 2);
+        let mut steps = chunks(&video[..3000], 1000, None);
+        steps.push(Step::Stall(Duration::from_millis(2_500)));
+        steps.extend(chunks(&video[3000..], 64 * 1024, None));
+        let mut f = fakes(ScriptedOrigin::new([steps]), NoUpstream);
+        f.config.transfer.progress.interval = Duration::from_millis(500);
+        let task = seeded(&f).await;
+        // A 60 s lease: its heartbeat (20 s) never comes during this test.
+        let inv = invocation("inv-1", Duration::from_secs(60), Duration::from_secs(30));
+        let store = Arc::clone(&f.store);
+        let watcher = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            store
+                .snapshot(&TaskId::parse(TASK).unwrap())
+                .and_then(|t| t.bytes_received)
+        });
+        assert_eq!(f.ingest(task, &inv).await, RecordOutcome::Stored);
+        assert_eq!(
+            watcher.await.unwrap(),
+            Some(3000),
+            "written during the stall"
         );
     }
 
