@@ -35,15 +35,8 @@ fn recovery(name: &str, since: Instant) {
 }
 
 fn ingest_config(stack: &Stack, extra: &[(&str, &str)]) -> ingest::config::IngestConfig {
-    let mut pairs = vec![
-        ("TABLE_NAME", stack.direct_table()),
-        ("BUCKET_NAME", stack.bucket()),
-        ("VIDEO_URL_ALLOW_HTTP", "true"),
-        ("VIDEO_URL_ALLOW_LOOPBACK", "true"),
-        ("PART_SIZE_MIB", "5"),
-        ("LEASE_SECS", "3"),
-        ("PROGRESS_INTERVAL_SECS", "1"),
-    ];
+    let mut pairs = stack.local_ingest_env();
+    pairs.extend([("LEASE_SECS", "3"), ("PROGRESS_INTERVAL_SECS", "1")]);
     pairs.extend_from_slice(extra);
     ingest::config::IngestConfig::from_env(&Env::from_pairs(pairs)).unwrap()
 }

@@ -29,17 +29,13 @@ const MIB: u64 = 1 << 20;
 type LocalIngest = Ingest<DynamoTaskStore, S3VideoSink, HttpOrigin, Option<HttpUpstream>>;
 
 fn ingest(stack: &Stack, extra: &[(&str, &str)]) -> LocalIngest {
-    let mut pairs = vec![
-        ("TABLE_NAME", stack.direct_table()),
-        ("BUCKET_NAME", stack.bucket()),
-        ("VIDEO_URL_ALLOW_HTTP", "true"),
-        ("VIDEO_URL_ALLOW_LOOPBACK", "true"),
-        ("PART_SIZE_MIB", "5"),
+    let mut pairs = stack.local_ingest_env();
+    pairs.extend([
         ("UPLOAD_CONCURRENCY", "3"),
         ("DOWNLOAD_RETRIES", "3"),
         ("READ_IDLE_TIMEOUT_SECS", "2"),
         ("MAX_ATTEMPTS", "3"),
-    ];
+    ]);
     pairs.extend_from_slice(extra);
     let config = IngestConfig::from_env(&Env::from_pairs(pairs)).unwrap();
     let sink = S3VideoSink::new(stack.s3(), stack.bucket());

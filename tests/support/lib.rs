@@ -149,6 +149,18 @@ impl Stack {
         aws_sdk_sqs::Client::from_conf(conf)
     }
 
+    /// Ingest settings every in-process ingest of the suites shares: the direct table,
+    /// the stack's bucket, loopback sources over http, 5 MiB parts.
+    pub fn local_ingest_env(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("TABLE_NAME", self.direct_table()),
+            ("BUCKET_NAME", self.bucket()),
+            ("VIDEO_URL_ALLOW_HTTP", "true"),
+            ("VIDEO_URL_ALLOW_LOOPBACK", "true"),
+            ("PART_SIZE_MIB", "5"),
+        ]
+    }
+
     /// The notification stores' adapter on the stack's deliveries and endpoints tables.
     pub fn notifications(&self) -> shared::notifications::dynamodb::DynamoNotifications {
         shared::notifications::dynamodb::DynamoNotifications::new(

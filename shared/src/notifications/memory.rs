@@ -1,6 +1,6 @@
 //! In-memory endpoint and delivery stores with the same conditional semantics as the
 //! DynamoDB adapter: atomic counters, revision-checked saves, first-writer-wins
-//! disable. They can be switched off to act as an outage.
+//! disable. The delivery store can be switched off to act as an outage.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -27,7 +27,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct MemoryEndpoints {
     endpoints: Mutex<HashMap<EndpointId, Endpoint>>,
     windows: Mutex<HashMap<(EndpointId, i64), u32>>,
-    down: AtomicBool,
 }
 
 impl MemoryEndpoints {
@@ -38,32 +37,16 @@ impl MemoryEndpoints {
     pub fn snapshot(&self, id: &EndpointId) -> Option<Endpoint> {
         lock(&self.endpoints).get(id).cloned()
     }
-
-    pub fn set_unavailable(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-    }
-
-    fn up(&self) -> Result<(), NotifyStoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(NotifyStoreError::Unavailable(
-                "memory endpoints switched off".into(),
-            ))
-        } else {
-            Ok(())
-        }
-    }
 }
 
 impl EndpointStore for MemoryEndpoints {
     async fn list(&self) -> Result<Vec<Endpoint>, NotifyStoreError> {
-        self.up()?;
         let mut all: Vec<Endpoint> = lock(&self.endpoints).values().cloned().collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(all)
     }
 
     async fn get(&self, id: &EndpointId) -> Result<Option<Endpoint>, NotifyStoreError> {
-        self.up()?;
         Ok(self.snapshot(id))
     }
 
@@ -72,7 +55,6 @@ impl EndpointStore for MemoryEndpoints {
         id: &EndpointId,
         change: HealthChange,
     ) -> Result<Health, NotifyStoreError> {
-        self.up()?;
         let mut all = lock(&self.endpoints);
         let endpoint = all
             .get_mut(id)
@@ -87,7 +69,6 @@ impl EndpointStore for MemoryEndpoints {
         reason: &str,
         now: Timestamp,
     ) -> Result<bool, NotifyStoreError> {
-        self.up()?;
         let mut all = lock(&self.endpoints);
         match all.get_mut(id) {
             Some(e) if e.enabled => {
@@ -106,7 +87,6 @@ impl EndpointStore for MemoryEndpoints {
         window: i64,
         max: u32,
     ) -> Result<bool, NotifyStoreError> {
-        self.up()?;
         let mut windows = lock(&self.windows);
         let taken = windows.entry((id.clone(), window)).or_insert(0);
         if *taken >= max {
@@ -285,29 +265,16 @@ impl ThresholdStore for MemoryThresholds {
 #[derive(Debug, Default)]
 pub struct MemoryQueue {
     jobs: Mutex<Vec<(Job, Duration)>>,
-    down: AtomicBool,
 }
 
 impl MemoryQueue {
     pub fn jobs(&self) -> Vec<(Job, Duration)> {
         lock(&self.jobs).clone()
     }
-
-    /// Takes every queued job out.
-    pub fn drain(&self) -> Vec<(Job, Duration)> {
-        std::mem::take(&mut *lock(&self.jobs))
-    }
-
-    pub fn set_unavailable(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-    }
 }
 
 impl JobQueue for MemoryQueue {
     async fn enqueue(&self, job: &Job, delay: Duration) -> Result<(), QueueError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(QueueError("memory queue switched off".into()));
-        }
         lock(&self.jobs).push((job.clone(), delay));
         Ok(())
     }

@@ -62,7 +62,7 @@ fn transport_error(err: &reqwest::Error) -> (TransportError, String) {
             GuardRefusal::TooManyRedirects => (TransportError::Other, "redirected".into()),
         };
     }
-    let detail = err.without_url_ref();
+    let detail = text_without_url(err);
     let kind = if err.is_timeout() {
         TransportError::Timeout
     } else if err.is_connect() {
@@ -81,18 +81,12 @@ fn transport_error(err: &reqwest::Error) -> (TransportError, String) {
     (kind, detail)
 }
 
-/// `reqwest::Error::without_url` on a reference: the error text without the URL.
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let mut text = self.to_string();
-        if let Some(url) = self.url() {
-            text = text.replace(url.as_str(), "<endpoint>");
-        }
-        text
+/// The error's text with its URL replaced (`reqwest::Error::without_url` needs ownership).
+fn text_without_url(err: &reqwest::Error) -> String {
+    let text = err.to_string();
+    match err.url() {
+        Some(url) => text.replace(url.as_str(), "<endpoint>"),
+        None => text,
     }
 }
 

@@ -25,16 +25,6 @@ impl ScriptedSender {
         }))
     }
 
-    /// Answers with `status` and a `Retry-After` next.
-    pub fn answer_retry_after(&self, status: u16, retry_after: &str) -> &Self {
-        self.push(Ok(Sent {
-            status,
-            retry_after: Some(retry_after.to_owned()),
-            body: Vec::new(),
-            took: Duration::from_millis(12),
-        }))
-    }
-
     /// Fails without an answer next.
     pub fn fail(&self, error: TransportError) -> &Self {
         self.push(Err(SendFailed {

@@ -48,25 +48,6 @@ pub struct Notified {
     pub counted: usize,
 }
 
-/// Creates `delivery` and, if new and pending, queues it. `true` if it was new.
-async fn create_and_queue<D: DeliveryStore, Q: JobQueue>(
-    deliveries: &D,
-    queue: &Q,
-    delivery: Delivery,
-) -> Result<bool, NotifyError> {
-    let pending = delivery.next_attempt_at.is_some();
-    let id = delivery.id.clone();
-    if !deliveries.create(&delivery).await? {
-        return Ok(false);
-    }
-    if pending {
-        queue
-            .enqueue(&Job::Deliver { delivery_id: id }, Duration::ZERO)
-            .await?;
-    }
-    Ok(true)
-}
-
 /// The notify use case's ports.
 #[derive(Debug, Clone)]
 pub struct Notifier<E, D, T, Q> {
@@ -85,15 +66,53 @@ where
 {
     /// Notifies the endpoints of `task`'s outcome, at `now`.
     pub async fn outcome(&self, task: &Task, now: Timestamp) -> Result<Notified, NotifyError> {
-        notify_outcome(
-            &self.endpoints,
-            &self.deliveries,
-            &self.thresholds,
-            &self.queue,
-            task,
-            now,
-        )
-        .await
+        let mut report = Notified::default();
+        let Some(event) = Event::for_task(task) else {
+            return Ok(report);
+        };
+        for endpoint in self.endpoints.list().await? {
+            if !endpoint
+                .settings
+                .filter
+                .matches(event.event_type, Some(task.status))
+            {
+                report.filtered += 1;
+                continue;
+            }
+            match endpoint.settings.threshold {
+                Threshold::Each => {
+                    let delivery =
+                        Delivery::new(event.clone(), endpoint.id.clone(), endpoint.enabled, now);
+                    report.created += usize::from(self.create_and_queue(delivery).await?);
+                }
+                Threshold::Batch { n, max_wait_secs } => {
+                    report.counted += 1;
+                    let max_wait = Duration::from_secs(max_wait_secs);
+                    report.created += self.join(&endpoint, task, n, max_wait, now).await?;
+                }
+                Threshold::Drain { quiet_secs } => {
+                    report.counted += 1;
+                    self.thresholds.mark_busy(&endpoint.id, now).await?;
+                    let check = Job::DrainCheck {
+                        endpoint_id: endpoint.id.clone(),
+                    };
+                    self.queue
+                        .enqueue(&check, Duration::from_secs(quiet_secs))
+                        .await?;
+                }
+            }
+        }
+        info!(
+            outcome = "notified",
+            task_id = %task.task_id,
+            task_status = task.status.as_str(),
+            event_id = %event.id,
+            created = report.created,
+            filtered = report.filtered,
+            counted = report.counted,
+            "outcome notified"
+        );
+        Ok(report)
     }
 
     /// A batch's wait is over: flush it short if it is still open.
@@ -106,16 +125,7 @@ where
         let Some(endpoint) = self.endpoints.get(endpoint_id).await? else {
             return Ok(0);
         };
-        send_batch(
-            &self.deliveries,
-            &self.thresholds,
-            &self.queue,
-            &endpoint,
-            seq,
-            true,
-            now,
-        )
-        .await
+        self.send_batch(&endpoint, seq, true, now).await
     }
 
     /// A drain endpoint's quiet time may be over: if nothing completed since and no task
@@ -154,148 +164,82 @@ where
             endpoint.enabled,
             now,
         );
-        Ok(usize::from(
-            create_and_queue(&self.deliveries, &self.queue, delivery).await?,
-        ))
+        Ok(usize::from(self.create_and_queue(delivery).await?))
     }
-}
 
-async fn notify_outcome<E, D, T, Q>(
-    endpoints: &E,
-    deliveries: &D,
-    thresholds: &T,
-    queue: &Q,
-    task: &Task,
-    now: Timestamp,
-) -> Result<Notified, NotifyError>
-where
-    E: EndpointStore,
-    D: DeliveryStore,
-    T: ThresholdStore,
-    Q: JobQueue,
-{
-    let mut report = Notified::default();
-    let Some(event) = Event::for_task(task) else {
-        return Ok(report);
-    };
-    for endpoint in endpoints.list().await? {
-        if !endpoint
-            .settings
-            .filter
-            .matches(event.event_type, Some(task.status))
-        {
-            report.filtered += 1;
-            continue;
+    /// Creates `delivery` and, if new and pending, queues it. `true` if it was new.
+    async fn create_and_queue(&self, delivery: Delivery) -> Result<bool, NotifyError> {
+        let pending = delivery.next_attempt_at.is_some();
+        let id = delivery.id.clone();
+        if !self.deliveries.create(&delivery).await? {
+            return Ok(false);
         }
-        match endpoint.settings.threshold {
-            Threshold::Each => {
-                let delivery =
-                    Delivery::new(event.clone(), endpoint.id.clone(), endpoint.enabled, now);
-                report.created += usize::from(create_and_queue(deliveries, queue, delivery).await?);
-            }
-            Threshold::Batch { n, max_wait_secs } => {
-                report.counted += 1;
-                report.created += join(
-                    deliveries,
-                    thresholds,
-                    queue,
-                    &endpoint,
-                    task,
-                    n,
-                    max_wait_secs,
-                    now,
-                )
+        if pending {
+            let job = Job::Deliver { delivery_id: id };
+            self.queue.enqueue(&job, Duration::ZERO).await?;
+        }
+        Ok(true)
+    }
+
+    /// Adds `task` to `endpoint`'s current batch; the number of deliveries created (0 or 1).
+    async fn join(
+        &self,
+        endpoint: &Endpoint,
+        task: &Task,
+        n: u32,
+        max_wait: Duration,
+        now: Timestamp,
+    ) -> Result<usize, NotifyError> {
+        // A stream record can be delivered twice: the same task may then join twice. A
+        // batch counts completions, as seed 001 does; receivers get each task id listed.
+        loop {
+            let k = self.thresholds.next_completion(&endpoint.id).await?;
+            let (seq, _) = batch_slot(k, n);
+            let joined = self
+                .thresholds
+                .join_batch(&endpoint.id, seq, &task.task_id, now)
                 .await?;
-            }
-            Threshold::Drain { quiet_secs } => {
-                report.counted += 1;
-                thresholds.mark_busy(&endpoint.id, now).await?;
-                queue
-                    .enqueue(
-                        &Job::DrainCheck {
-                            endpoint_id: endpoint.id.clone(),
-                        },
-                        Duration::from_secs(quiet_secs),
-                    )
+            let Some(batch) = joined else {
+                // Flushed before this member arrived: move the counter past the batch (one
+                // write, not one per number left in it) and take the next number.
+                self.thresholds
+                    .skip_past(&endpoint.id, (seq + 1).saturating_mul(u64::from(n)))
                     .await?;
-            }
+                continue;
+            };
+            return match batch.decide(n, max_wait, now) {
+                BatchDecision::SendFull => self.send_batch(endpoint, seq, false, now).await,
+                BatchDecision::Wait { .. } if batch.members.len() == 1 => {
+                    let job = Job::FlushBatch {
+                        endpoint_id: endpoint.id.clone(),
+                        seq,
+                    };
+                    self.queue.enqueue(&job, max_wait).await?;
+                    Ok(0)
+                }
+                _ => Ok(0),
+            };
         }
     }
-    info!(
-        outcome = "notified",
-        task_status = task.status.as_str(),
-        event_id = %event.id,
-        created = report.created,
-        filtered = report.filtered,
-        counted = report.counted,
-        "outcome notified"
-    );
-    Ok(report)
-}
 
-/// Adds `task` to `endpoint`'s current batch; the number of deliveries created (0 or 1).
-#[allow(clippy::too_many_arguments)]
-async fn join<D: DeliveryStore, T: ThresholdStore, Q: JobQueue>(
-    deliveries: &D,
-    thresholds: &T,
-    queue: &Q,
-    endpoint: &Endpoint,
-    task: &Task,
-    n: u32,
-    max_wait_secs: u64,
-    now: Timestamp,
-) -> Result<usize, NotifyError> {
-    // A stream record can be delivered twice: the same task may then join twice. A
-    // batch counts completions, as seed 001 does; receivers get each task id listed.
-    loop {
-        let k = thresholds.next_completion(&endpoint.id).await?;
-        let (seq, _) = batch_slot(k, n);
-        let Some(batch) = thresholds
-            .join_batch(&endpoint.id, seq, &task.task_id, now)
+    async fn send_batch(
+        &self,
+        endpoint: &Endpoint,
+        seq: u64,
+        flushed: bool,
+        now: Timestamp,
+    ) -> Result<usize, NotifyError> {
+        let Some(batch) = self
+            .thresholds
+            .close_batch(&endpoint.id, seq, flushed)
             .await?
         else {
-            // Flushed before this member arrived: move the counter past the batch (one
-            // write, not one per number left in it) and take the next number.
-            thresholds
-                .skip_past(&endpoint.id, (seq + 1).saturating_mul(u64::from(n)))
-                .await?;
-            continue;
+            return Ok(0); // someone else closed it
         };
-        let max_wait = Duration::from_secs(max_wait_secs);
-        match batch.decide(n, max_wait, now) {
-            BatchDecision::SendFull => {
-                return send_batch(deliveries, thresholds, queue, endpoint, seq, false, now).await;
-            }
-            BatchDecision::Wait { .. } if batch.members.len() == 1 => {
-                let job = Job::FlushBatch {
-                    endpoint_id: endpoint.id.clone(),
-                    seq,
-                };
-                queue.enqueue(&job, max_wait).await?;
-                return Ok(0);
-            }
-            _ => return Ok(0),
-        }
+        let event = batch.event(&endpoint.id, seq);
+        let delivery = Delivery::new(event, endpoint.id.clone(), endpoint.enabled, now);
+        Ok(usize::from(self.create_and_queue(delivery).await?))
     }
-}
-
-async fn send_batch<D: DeliveryStore, T: ThresholdStore, Q: JobQueue>(
-    deliveries: &D,
-    thresholds: &T,
-    queue: &Q,
-    endpoint: &Endpoint,
-    seq: u64,
-    flushed: bool,
-    now: Timestamp,
-) -> Result<usize, NotifyError> {
-    let Some(batch) = thresholds.close_batch(&endpoint.id, seq, flushed).await? else {
-        return Ok(0); // someone else closed it
-    };
-    let event = batch.event(&endpoint.id, seq);
-    let delivery = Delivery::new(event, endpoint.id.clone(), endpoint.enabled, now);
-    Ok(usize::from(
-        create_and_queue(deliveries, queue, delivery).await?,
-    ))
 }
 
 /// Whether any task is open: one single-item query of the sparse index per open status.
@@ -393,16 +337,7 @@ mod tests {
     }
 
     async fn notify(w: &World, task: &Task, now: Timestamp) -> Notified {
-        notify_outcome(
-            &w.endpoints,
-            &w.deliveries,
-            &w.thresholds,
-            &w.queue,
-            task,
-            now,
-        )
-        .await
-        .unwrap()
+        w.outcome(task, now).await.unwrap()
     }
 
     #[tokio::test]

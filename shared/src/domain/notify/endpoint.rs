@@ -3,11 +3,9 @@
 //! events they want ([`Filter`]), how often ([`Threshold`], [`RateLimit`]), and how
 //! their secret URLs are shown ([`mask_url`]).
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::event::EventType;
@@ -418,13 +416,6 @@ pub fn mask_secret(secret: &str) -> String {
         return "…".into();
     }
     format!("…{}", chars[chars.len() - 4..].iter().collect::<String>())
-}
-
-/// How long a rotated-out signing secret keeps signing, as an operator may set it.
-pub fn rotation_overlap(secs: Option<u64>) -> Duration {
-    secs.map_or(super::signing::DEFAULT_ROTATION_OVERLAP, |s| {
-        Duration::from_secs(s.min(7 * 24 * 3600))
-    })
 }
 
 #[cfg(test)]

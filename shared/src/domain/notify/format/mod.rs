@@ -265,11 +265,6 @@ impl Summary {
             at: at.to_rfc3339(),
         }
     }
-
-    /// One line for plain-text fallbacks and previews.
-    pub fn one_line(&self) -> String {
-        self.title.clone()
-    }
 }
 
 /// `1234567` → `1.2 MiB (1 234 567 bytes)`.
