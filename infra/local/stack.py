@@ -515,8 +515,8 @@ def boto(service: str, cfg: Config):  # noqa: ANN201
 
 
 def start_moto(stack: Stack, cfg: Config) -> None:
-    server = shutil.which("moto_server", path=child_path())
-    argv = [server] if server else [sys.executable, "-m", "moto.server"]
+    # moto behind a lock that gives its tables DynamoDB's atomic writes (moto_server.py).
+    argv = [sys.executable, str(Path(__file__).resolve().parent / "moto_server.py")]
     stack.spawn("moto", [*argv, "-H", HOST, "-p", str(cfg.dynamodb_port)])
     ddb = boto("dynamodb", cfg)
     stack.wait_for("moto", lambda: ddb.list_tables() is not None, 120, log_of="moto")

@@ -3,7 +3,7 @@
     python3 -m unittest discover -s infra/local -p 'test_*.py'
 
 The unit tests use the real template's FilterCriteria on records shaped like moto's
-`get_records` output; the integration test runs moto_server on a free 127.0.0.1 port and a
+`get_records` output; the integration test runs moto (moto_server.py) on a free 127.0.0.1 port and a
 tiny HTTP server standing in for `cargo lambda watch`, and asserts exactly what was delivered.
 """
 
@@ -14,7 +14,6 @@ import http.server
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -418,7 +417,6 @@ class FakeLambda(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
 
 
-@unittest.skipUnless(shutil.which("moto_server"), "moto_server not installed")
 class MotoIntegrationTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls) -> None:
@@ -426,7 +424,8 @@ class MotoIntegrationTest(unittest.TestCase):
 
         cls.port = free_port()
         cls.endpoint = f"http://127.0.0.1:{cls.port}"
-        cls.moto = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(cls.port)],
+        cls.moto = subprocess.Popen([sys.executable, str(HERE / "moto_server.py"), "-H", "127.0.0.1",
+                                     "-p", str(cls.port)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         kw = dict(endpoint_url=cls.endpoint, region_name="us-east-1",
                   aws_access_key_id="test", aws_secret_access_key="test")
