@@ -29,7 +29,7 @@ use shared::notifications::{
 };
 use shared::sender::scripted::ScriptedSender;
 use shared::test_support::envelope;
-use shared::usecase::deliver::{DeliverSettings, Delivered, deliver};
+use shared::usecase::deliver::{Courier, DeliverSettings, Delivered};
 use shared::usecase::notify::Notifier;
 use shared::{Task, TaskId, TaskStatus, Timestamp};
 
@@ -355,19 +355,21 @@ async fn a_delivery_runs_through_the_adapter_and_a_410_disables_its_endpoint() {
     store.create(&d).await.unwrap();
     let sender = ScriptedSender::default();
     sender.answer(503, "busy").answer(410, "gone");
-    let settings = DeliverSettings {
-        health: HealthPolicy::default(),
-        fallback: None,
+    let courier = Courier {
+        deliveries: store.clone(),
+        endpoints: store.clone(),
+        sender,
+        queue: MemoryQueue::default(),
+        settings: DeliverSettings {
+            health: HealthPolicy::default(),
+            fallback: None,
+        },
     };
-    let first = deliver(&store, &store, &sender, &settings, &d.id, now, 0.5)
-        .await
-        .unwrap();
+    let first = courier.deliver(&d.id, now, 0.5).await.unwrap();
     assert_eq!(first, Delivered::RetryIn(Duration::from_secs(5)));
     let later = now.saturating_add(Duration::from_secs(5));
     assert_eq!(
-        deliver(&store, &store, &sender, &settings, &d.id, later, 0.5)
-            .await
-            .unwrap(),
+        courier.deliver(&d.id, later, 0.5).await.unwrap(),
         Delivered::Dead
     );
     let after = DeliveryStore::get(&store, &d.id).await.unwrap().unwrap();
@@ -384,7 +386,8 @@ async fn a_delivery_runs_through_the_adapter_and_a_410_disables_its_endpoint() {
     );
     // Both attempts were signed.
     assert!(
-        sender
+        courier
+            .sender
             .requests()
             .iter()
             .all(|r| r.headers.iter().any(|(n, _)| *n == "webhook-signature"))

@@ -109,6 +109,50 @@ EXPECTED: dict[str, tuple[str, str, set[tuple[str, str, str | None]]]] = {
             ("s3:DeleteObject", INBOX, None),
         },
     ),
+    "NotifyFunction": (
+        "NotifyRole",
+        "NotifyLogGroup",
+        logs("NotifyLogGroup")
+        | XRAY
+        | {
+            # The event source mapping reads the tasks stream with this role.
+            ("dynamodb:DescribeStream", "TasksTable.StreamArn", None),
+            ("dynamodb:GetRecords", "TasksTable.StreamArn", None),
+            ("dynamodb:GetShardIterator", "TasksTable.StreamArn", None),
+            ("dynamodb:ListStreams", "${TasksTable.Arn}/stream/*", None),
+            # Endpoints (scanned: a small table) and their batch and drain counters.
+            ("dynamodb:Scan", "EndpointsTable.Arn", None),
+            ("dynamodb:GetItem", "EndpointsTable.Arn", None),
+            ("dynamodb:UpdateItem", "EndpointsTable.Arn", None),
+            # One conditional put per delivery; nothing read back.
+            ("dynamodb:PutItem", "DeliveriesTable.Arn", None),
+            ("sqs:SendMessage", "JobsQueue.Arn", None),
+            ("sqs:SendMessage", "NotifyDeadLetterQueue.Arn", None),
+        },
+    ),
+    "DeliverFunction": (
+        "DeliverRole",
+        "DeliverLogGroup",
+        logs("DeliverLogGroup")
+        | XRAY
+        | {
+            # One endpoint at a time (it never lists them).
+            ("dynamodb:GetItem", "EndpointsTable.Arn", None),
+            ("dynamodb:UpdateItem", "EndpointsTable.Arn", None),
+            # Claims and attempts are revision-checked puts of the whole delivery.
+            ("dynamodb:GetItem", "DeliveriesTable.Arn", None),
+            ("dynamodb:PutItem", "DeliveriesTable.Arn", None),
+            # A drain check: is any task open.
+            ("dynamodb:Query", "${TasksTable.Arn}/index/open-tasks", None),
+            # The event source mapping (receive, delete, attributes) and the function
+            # (next attempts, early messages kept hidden).
+            ("sqs:ReceiveMessage", "JobsQueue.Arn", None),
+            ("sqs:DeleteMessage", "JobsQueue.Arn", None),
+            ("sqs:GetQueueAttributes", "JobsQueue.Arn", None),
+            ("sqs:SendMessage", "JobsQueue.Arn", None),
+            ("sqs:ChangeMessageVisibility", "JobsQueue.Arn", None),
+        },
+    ),
 }
 
 # The only actions allowed on `*`, and why AWS requires it.

@@ -54,3 +54,18 @@ pub fn s3_client(sdk: &SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client 
         .build();
     aws_sdk_s3::Client::from_conf(conf)
 }
+
+/// The job queue's client: 10 s a call, like the background store calls.
+#[cfg(feature = "sqs")]
+pub fn sqs_client(sdk: &SdkConfig) -> aws_sdk_sqs::Client {
+    let conf = aws_sdk_sqs::config::Builder::from(sdk)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(CallTimeouts::BACKGROUND.operation)
+                .operation_attempt_timeout(CallTimeouts::BACKGROUND.attempt)
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .build();
+    aws_sdk_sqs::Client::from_conf(conf)
+}

@@ -8,6 +8,8 @@ use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::domain::notify::endpoint::EndpointUrlPolicy;
+use crate::domain::notify::health::HealthPolicy;
 use crate::domain::secret::Secret;
 use crate::domain::ssrf::{HostPattern, UrlPolicy};
 use crate::domain::task::DEFAULT_TASK_TTL;
@@ -228,6 +230,34 @@ impl FromEnv for UrlPolicy {
     }
 }
 
+impl FromEnv for EndpointUrlPolicy {
+    /// Reads `ENDPOINT_URL_ALLOW_HTTP`, `ENDPOINT_URL_ALLOW_LOOPBACK` and
+    /// `ENDPOINT_URL_ANY_CHAT_HOST` (all local stacks only): where notification endpoints
+    /// may point, checked when an endpoint is saved and again by the sender's guard.
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            guard: UrlPolicy {
+                allow_http: env.flag("ENDPOINT_URL_ALLOW_HTTP")?,
+                allow_loopback: env.flag("ENDPOINT_URL_ALLOW_LOOPBACK")?,
+                allowed_hosts: Vec::new(),
+            },
+            any_chat_host: env.flag("ENDPOINT_URL_ANY_CHAT_HOST")?,
+        })
+    }
+}
+
+impl FromEnv for HealthPolicy {
+    /// Reads `DISABLE_AFTER_DAYS` (5) and `DISABLE_AFTER_FAILURES` (20): an endpoint failing
+    /// at least that long and that many times in a row is disabled.
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let days: u64 = env.ranged("DISABLE_AFTER_DAYS", 5, 0..=90)?;
+        Ok(Self {
+            failing_for: Duration::from_secs(days * 86_400),
+            consecutive: env.ranged("DISABLE_AFTER_FAILURES", 20u32, 1..=10_000)?,
+        })
+    }
+}
+
 /// The upstream's task API: `UPSTREAM_API_BASE` (e.g. `https://api.example.com/`) and its
 /// `UPSTREAM_API_KEY` (a Bearer key). Both or neither; plain http only with
 /// `UPSTREAM_API_ALLOW_HTTP=true` (the local simulated upstream).
@@ -333,6 +363,42 @@ mod tests {
         assert_eq!(env.required("E"), Err(ConfigError::Missing { name: "E" }));
         assert_eq!(env.list("L"), ["a", "b", "c", "d"]);
         assert!(env.list("MISSING").is_empty());
+    }
+
+    #[test]
+    fn notification_policies_default_to_a_deployment_and_name_their_variables() {
+        let none = Env::from_pairs([]);
+        assert_eq!(
+            EndpointUrlPolicy::from_env(&none).unwrap(),
+            EndpointUrlPolicy::default()
+        );
+        assert_eq!(
+            HealthPolicy::from_env(&none).unwrap(),
+            HealthPolicy::default()
+        );
+        let local = Env::from_pairs([
+            ("ENDPOINT_URL_ALLOW_HTTP", "true"),
+            ("ENDPOINT_URL_ALLOW_LOOPBACK", "true"),
+            ("ENDPOINT_URL_ANY_CHAT_HOST", "true"),
+            ("DISABLE_AFTER_DAYS", "0"),
+            ("DISABLE_AFTER_FAILURES", "3"),
+        ]);
+        assert_eq!(
+            EndpointUrlPolicy::from_env(&local).unwrap(),
+            EndpointUrlPolicy::local()
+        );
+        let health = HealthPolicy::from_env(&local).unwrap();
+        assert_eq!(
+            (health.failing_for, health.consecutive),
+            (Duration::ZERO, 3)
+        );
+        let bad = Env::from_pairs([("DISABLE_AFTER_FAILURES", "0")]);
+        assert!(
+            HealthPolicy::from_env(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("DISABLE_AFTER_FAILURES")
+        );
     }
 
     #[test]

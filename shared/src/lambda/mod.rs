@@ -1,7 +1,7 @@
 //! The Lambda edge: configuration read once from the environment, JSON logs, the HTTP
 //! error/response shape both HTTP functions share, and the AWS SDK clients.
 
-#[cfg(any(feature = "dynamodb", feature = "s3"))]
+#[cfg(any(feature = "dynamodb", feature = "s3", feature = "sqs"))]
 pub mod aws;
 pub mod config;
 pub mod http;

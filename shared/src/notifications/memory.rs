@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::{
-    DeliveryStore, Endpoint, EndpointStore, Job, JobQueue, NotifyStoreError, QueueError, Saved,
-    ThresholdStore,
+    DeliveryStore, Endpoint, EndpointStore, Job, JobQueue, NotifyStoreError, QueueError, QueuedJob,
+    Requeue, Saved, ThresholdStore,
 };
 use crate::domain::clock::Timestamp;
 use crate::domain::notify::delivery::{Delivery, DeliveryId};
@@ -261,15 +261,38 @@ impl ThresholdStore for MemoryThresholds {
     }
 }
 
-/// Records queued jobs and their delays, in order.
+/// Records queued jobs and their delays, in order; and, as the consumer's [`Requeue`],
+/// the jobs sent again and the receipts hidden.
 #[derive(Debug, Default)]
 pub struct MemoryQueue {
     jobs: Mutex<Vec<(Job, Duration)>>,
+    resent: Mutex<Vec<(QueuedJob, Duration)>>,
+    hidden: Mutex<Vec<(String, Duration)>>,
 }
 
 impl MemoryQueue {
     pub fn jobs(&self) -> Vec<(Job, Duration)> {
         lock(&self.jobs).clone()
+    }
+
+    pub fn resent(&self) -> Vec<(QueuedJob, Duration)> {
+        lock(&self.resent).clone()
+    }
+
+    pub fn hidden(&self) -> Vec<(String, Duration)> {
+        lock(&self.hidden).clone()
+    }
+}
+
+impl Requeue for MemoryQueue {
+    async fn resend(&self, job: &QueuedJob, delay: Duration) -> Result<(), QueueError> {
+        lock(&self.resent).push((job.clone(), delay));
+        Ok(())
+    }
+
+    async fn hide(&self, receipt: &str, wait: Duration) -> Result<(), QueueError> {
+        lock(&self.hidden).push((receipt.to_owned(), wait));
+        Ok(())
     }
 }
 

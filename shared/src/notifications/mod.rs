@@ -201,6 +201,34 @@ impl<T: DeliveryStore> DeliveryStore for std::sync::Arc<T> {
     }
 }
 
+impl<T: JobQueue> JobQueue for std::sync::Arc<T> {
+    fn enqueue(
+        &self,
+        job: &Job,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send {
+        (**self).enqueue(job, delay)
+    }
+}
+
+impl<T: Requeue> Requeue for std::sync::Arc<T> {
+    fn resend(
+        &self,
+        job: &QueuedJob,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send {
+        (**self).resend(job, delay)
+    }
+
+    fn hide(
+        &self,
+        receipt: &str,
+        wait: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send {
+        (**self).hide(receipt, wait)
+    }
+}
+
 /// The counters behind batch and drain endpoints (see `domain::notify::threshold`).
 pub trait ThresholdStore: Send + Sync {
     /// Adds one to the endpoint's completion counter; the new value.
@@ -315,6 +343,26 @@ pub trait JobQueue: Send + Sync {
         &self,
         job: &Job,
         delay: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// The consumer's side of the queue: what it does with a message that arrived before
+/// its job's time ([`QueuedJob::arrival`]).
+pub trait Requeue: Send + Sync {
+    /// Sends `job` again, delayed `delay` (at most SQS's 15 minutes); the message that
+    /// brought it is then done.
+    fn resend(
+        &self,
+        job: &QueuedJob,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// Keeps the received message `receipt` hidden for `wait` (at most 12 hours); it is
+    /// received again then, so the consumer must not delete it.
+    fn hide(
+        &self,
+        receipt: &str,
+        wait: Duration,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 

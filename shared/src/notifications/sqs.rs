@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 
-use super::{Job, JobQueue, QueueError, QueuedJob};
+use super::{Job, JobQueue, QueueError, QueuedJob, Requeue};
 use crate::domain::clock::Timestamp;
-use crate::domain::notify::delivery::SQS_MAX_DELAY;
+use crate::domain::notify::delivery::{SQS_MAX_DELAY, SQS_MAX_VISIBILITY};
 
 #[derive(Debug, Clone)]
 pub struct SqsJobQueue {
@@ -46,5 +46,24 @@ impl JobQueue for SqsJobQueue {
             not_before: Timestamp::now().saturating_add(delay),
         };
         self.send(&message, delay).await
+    }
+}
+
+impl Requeue for SqsJobQueue {
+    async fn resend(&self, job: &QueuedJob, delay: Duration) -> Result<(), QueueError> {
+        self.send(job, delay).await
+    }
+
+    async fn hide(&self, receipt: &str, wait: Duration) -> Result<(), QueueError> {
+        let secs = i32::try_from(wait.min(SQS_MAX_VISIBILITY).as_secs()).unwrap_or(0);
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(secs)
+            .send()
+            .await
+            .map_err(|e| QueueError(Box::new(e)))?;
+        Ok(())
     }
 }

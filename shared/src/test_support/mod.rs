@@ -84,20 +84,35 @@ pub fn dynamodb_json(value: &Value) -> Value {
 /// A DynamoDB stream event (the fixture's shape) with one `INSERT` record per image,
 /// sequence numbers increasing in order. Deserialise it as `aws_lambda_events`' event.
 pub fn stream_event(images: &[Item]) -> Value {
+    let changes: Vec<(Option<&Item>, &Item)> = images.iter().map(|i| (None, i)).collect();
+    stream_change_event(&changes)
+}
+
+/// [`stream_event`] for changes: `(None, new)` is an `INSERT`, `(Some(old), new)` a
+/// `MODIFY` carrying both images (the template's `NEW_AND_OLD_IMAGES`).
+pub fn stream_change_event(changes: &[(Option<&Item>, &Item)]) -> Value {
     let mut event: Value =
         serde_json::from_str(fixtures::DYNAMODB_STREAM_RECEIVED).expect("the fixture parses");
     let template = event["Records"][0].clone();
-    let records: Vec<Value> = images
+    let as_image = |item: &Item| -> Value {
+        Value::Object(
+            item.iter()
+                .map(|(k, v)| (k.clone(), dynamodb_json(v)))
+                .collect(),
+        )
+    };
+    let records: Vec<Value> = changes
         .iter()
         .enumerate()
-        .map(|(i, image)| {
-            let image: serde_json::Map<String, Value> = image
-                .iter()
-                .map(|(k, v)| (k.clone(), dynamodb_json(v)))
-                .collect();
+        .map(|(i, (old, new))| {
+            let image = as_image(new);
             let mut record = template.clone();
             record["dynamodb"]["Keys"] = json!({ "task_id": image["task_id"] });
-            record["dynamodb"]["NewImage"] = Value::Object(image);
+            record["dynamodb"]["NewImage"] = image;
+            if let Some(old) = old {
+                record["eventName"] = "MODIFY".into();
+                record["dynamodb"]["OldImage"] = as_image(old);
+            }
             record["dynamodb"]["SequenceNumber"] =
                 format!("1110000000000000001234567{i:02}").into();
             record

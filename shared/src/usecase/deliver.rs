@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::domain::clock::Timestamp;
 use crate::domain::notify::classify::{Verdict, classify};
@@ -26,7 +26,7 @@ use crate::domain::notify::endpoint::EndpointId;
 use crate::domain::notify::event::{Event, EventData, EventId, EventType};
 use crate::domain::notify::format::{self, Target};
 use crate::domain::notify::health::{DisableReason, HealthChange, HealthPolicy};
-use crate::notifications::{DeliveryStore, EndpointStore, NotifyStoreError, Saved};
+use crate::notifications::{DeliveryStore, EndpointStore, Job, JobQueue, NotifyStoreError, Saved};
 use crate::sender::{Outgoing, Sender};
 
 /// What one run of the use case did.
@@ -64,233 +64,259 @@ pub enum DeliverError {
     Store(#[from] NotifyStoreError),
 }
 
-/// Runs one attempt of delivery `id` at `now`; `unit` is the jitter draw in [0, 1).
-pub async fn deliver<D, E, S>(
-    deliveries: &D,
-    endpoints: &E,
-    sender: &S,
-    settings: &DeliverSettings,
-    id: &DeliveryId,
-    now: Timestamp,
-    unit: f64,
-) -> Result<Delivered, DeliverError>
+/// The deliver use case's ports and settings.
+#[derive(Debug, Clone)]
+pub struct Courier<D, E, S, Q> {
+    pub deliveries: D,
+    pub endpoints: E,
+    pub sender: S,
+    /// Where the `endpoint.disabled` delivery for the fallback endpoint is queued.
+    pub queue: Q,
+    pub settings: DeliverSettings,
+}
+
+impl<D, E, S, Q> Courier<D, E, S, Q>
 where
     D: DeliveryStore,
     E: EndpointStore,
     S: Sender,
+    Q: JobQueue,
 {
-    let Some(delivery) = deliveries.get(id).await? else {
-        return Ok(Delivered::Nothing);
-    };
-    if delivery.status != DeliveryStatus::Pending {
-        return Ok(Delivered::Nothing);
-    }
-    if let Some(due) = delivery.next_attempt_at.filter(|due| *due > now) {
-        return Ok(Delivered::NotYet(due.saturating_duration_since(now)));
-    }
-    let revision = delivery.revision;
-    let Some(endpoint) = endpoints.get(&delivery.endpoint_id).await? else {
-        // Deleted since: nothing will ever take this delivery.
-        let dead = Delivery {
-            status: DeliveryStatus::Dead,
-            next_attempt_at: None,
-            updated_at: now,
-            revision: revision + 1,
-            ..delivery
-        };
-        deliveries.save(&dead, revision).await?;
-        warn!(
-            outcome = "dead",
-            reason = "endpoint_deleted",
-            "delivery dropped"
+    /// Runs one attempt of delivery `id` at `now`; `unit` is the jitter draw in [0, 1).
+    pub async fn deliver(
+        &self,
+        id: &DeliveryId,
+        now: Timestamp,
+        unit: f64,
+    ) -> Result<Delivered, DeliverError> {
+        let (deliveries, endpoints, sender, settings) = (
+            &self.deliveries,
+            &self.endpoints,
+            &self.sender,
+            &self.settings,
         );
-        return Ok(Delivered::Dead);
-    };
-    if !endpoint.enabled {
-        let skipped = Delivery {
-            status: DeliveryStatus::SkippedDisabled,
-            next_attempt_at: None,
+        let Some(delivery) = deliveries.get(id).await? else {
+            return Ok(Delivered::Nothing);
+        };
+        if delivery.status != DeliveryStatus::Pending {
+            return Ok(Delivered::Nothing);
+        }
+        if let Some(due) = delivery.next_attempt_at.filter(|due| *due > now) {
+            return Ok(Delivered::NotYet(due.saturating_duration_since(now)));
+        }
+        let revision = delivery.revision;
+        let Some(endpoint) = endpoints.get(&delivery.endpoint_id).await? else {
+            // Deleted since: nothing will ever take this delivery.
+            let dead = Delivery {
+                status: DeliveryStatus::Dead,
+                next_attempt_at: None,
+                updated_at: now,
+                revision: revision + 1,
+                ..delivery
+            };
+            deliveries.save(&dead, revision).await?;
+            warn!(
+                outcome = "dead",
+                reason = "endpoint_deleted",
+                "delivery dropped"
+            );
+            return Ok(Delivered::Dead);
+        };
+        if !endpoint.enabled {
+            let skipped = Delivery {
+                status: DeliveryStatus::SkippedDisabled,
+                next_attempt_at: None,
+                updated_at: now,
+                revision: revision + 1,
+                ..delivery
+            };
+            deliveries.save(&skipped, revision).await?;
+            info!(outcome = "skipped_disabled", endpoint_id = %endpoint.id, "endpoint disabled");
+            return Ok(Delivered::SkippedDisabled);
+        }
+        if let Some(limit) = endpoint.settings.rate_limit {
+            let (window, next) = limit.window(now);
+            if !endpoints
+                .take_send_slot(&endpoint.id, window, limit.max)
+                .await?
+            {
+                // Re-delayed, never dropped; the jitter spreads a queue of them over the window.
+                let wait = next.saturating_duration_since(now)
+                    + Duration::from_millis((unit * 1_000.0) as u64);
+                return Ok(Delivered::NotYet(wait));
+            }
+        }
+
+        // Claim the attempt first: a second worker holding the same message (SQS delivers at
+        // least once) finds the revision moved and sends nothing. A worker that dies after
+        // claiming leaves the delivery due again once the claim's window has passed.
+        let claimed = Delivery {
+            next_attempt_at: Some(now.saturating_add(CLAIM_FOR)),
             updated_at: now,
             revision: revision + 1,
             ..delivery
         };
-        deliveries.save(&skipped, revision).await?;
-        info!(outcome = "skipped_disabled", endpoint_id = %endpoint.id, "endpoint disabled");
-        return Ok(Delivered::SkippedDisabled);
+        if deliveries.save(&claimed, revision).await? == Saved::Conflict {
+            return Ok(Delivered::Nothing);
+        }
+        let (delivery, revision) = (claimed, revision + 1);
+
+        let target = Target {
+            kind: endpoint.settings.kind,
+            feishu_secret: endpoint.feishu_secret.as_ref(),
+            template: endpoint.settings.template.as_deref(),
+        };
+        let schedule = endpoint.settings.retry_schedule();
+        let (attempt, verdict) = match format::render(target, &delivery.event, now) {
+            Err(e) => {
+                // Templates are checked when saved; a render failing now is permanent.
+                let verdict = Verdict::Permanent {
+                    class: crate::domain::notify::classify::FailureClass::TargetError(-2),
+                };
+                let attempt = Attempt {
+                    response_body: e.to_string(),
+                    ..Attempt::new(now, 0, Duration::ZERO, b"", &verdict)
+                };
+                (attempt, verdict)
+            }
+            Ok(rendered) => {
+                let mut url = match url::Url::parse(&endpoint.settings.url) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        return Err(NotifyStoreError::Malformed(format!(
+                            "stored endpoint URL: {e}"
+                        ))
+                        .into());
+                    }
+                };
+                if let Some((k, v)) = rendered.query {
+                    url.query_pairs_mut().append_pair(k, v);
+                }
+                let headers = match (&endpoint.signing, endpoint.settings.kind.is_signed()) {
+                    (Some(keys), true) => keys
+                        .headers(delivery.event.id.as_str(), now, &rendered.body)
+                        .to_vec(),
+                    _ => Vec::new(),
+                };
+                let outgoing = Outgoing {
+                    url,
+                    headers,
+                    body: rendered.body,
+                };
+                match sender.send(outgoing).await {
+                    Ok(sent) => {
+                        let verdict = classify(endpoint.settings.kind, &sent.attempted(), now);
+                        (
+                            Attempt::new(now, sent.status, sent.took, &sent.body, &verdict),
+                            verdict,
+                        )
+                    }
+                    Err(failed) => {
+                        let verdict = classify(endpoint.settings.kind, &failed.attempted(), now);
+                        let attempt = Attempt {
+                            response_body: failed.detail.clone(),
+                            ..Attempt::new(now, 0, failed.took, b"", &verdict)
+                        };
+                        (attempt, verdict)
+                    }
+                }
+            }
+        };
+
+        let after = delivery.decide(&verdict, &schedule, unit);
+        let status_code = attempt.status_code;
+        let recorded = delivery.recorded(attempt, &after, now);
+        if deliveries.save(&recorded, revision).await? == Saved::Conflict {
+            // Only an operator's replay moves a claimed delivery on: theirs stands.
+            return Ok(Delivered::Nothing);
+        }
+        info!(
+            outcome = match &after {
+                AfterAttempt::Succeeded => "succeeded",
+                AfterAttempt::RetryIn(_) => "retry",
+                AfterAttempt::Dead => "dead",
+            },
+            endpoint_id = %endpoint.id,
+            event_id = %recorded.event.id,
+            status_code,
+            error_class = verdict.failure().map(|c| c.as_str()),
+            attempt = recorded.attempt_count,
+            "delivery attempted"
+        );
+
+        let change = endpoint.health.after(&verdict, now);
+        let disable = match change {
+            HealthChange::None => None,
+            HealthChange::DisableNow { class } => Some(DisableReason::Gone { class }),
+            HealthChange::Reset | HealthChange::CountFailure { .. } => endpoints
+                .record_health(&endpoint.id, change)
+                .await?
+                .disable_reason(now, &settings.health),
+        };
+        if let Some(reason) = disable {
+            self.disable_endpoint(&endpoint, reason, now).await?;
+        }
+        Ok(match after {
+            AfterAttempt::Succeeded => Delivered::Succeeded,
+            AfterAttempt::RetryIn(wait) => Delivered::RetryIn(wait),
+            AfterAttempt::Dead => Delivered::Dead,
+        })
     }
-    if let Some(limit) = endpoint.settings.rate_limit {
-        let (window, next) = limit.window(now);
+
+    async fn disable_endpoint(
+        &self,
+        endpoint: &crate::notifications::Endpoint,
+        reason: DisableReason,
+        now: Timestamp,
+    ) -> Result<(), DeliverError> {
+        let (deliveries, endpoints, settings) = (&self.deliveries, &self.endpoints, &self.settings);
         if !endpoints
-            .take_send_slot(&endpoint.id, window, limit.max)
+            .disable(&endpoint.id, reason.as_str(), now)
             .await?
         {
-            // Re-delayed, never dropped; the jitter spreads a queue of them over the window.
-            let wait = next.saturating_duration_since(now)
-                + Duration::from_millis((unit * 1_000.0) as u64);
-            return Ok(Delivered::NotYet(wait));
+            return Ok(()); // someone else disabled it, and told the fallback
         }
-    }
-
-    // Claim the attempt first: a second worker holding the same message (SQS delivers at
-    // least once) finds the revision moved and sends nothing. A worker that dies after
-    // claiming leaves the delivery due again once the claim's window has passed.
-    let claimed = Delivery {
-        next_attempt_at: Some(now.saturating_add(CLAIM_FOR)),
-        updated_at: now,
-        revision: revision + 1,
-        ..delivery
-    };
-    if deliveries.save(&claimed, revision).await? == Saved::Conflict {
-        return Ok(Delivered::Nothing);
-    }
-    let (delivery, revision) = (claimed, revision + 1);
-
-    let target = Target {
-        kind: endpoint.settings.kind,
-        feishu_secret: endpoint.feishu_secret.as_ref(),
-        template: endpoint.settings.template.as_deref(),
-    };
-    let schedule = endpoint.settings.retry_schedule();
-    let (attempt, verdict) = match format::render(target, &delivery.event, now) {
-        Err(e) => {
-            // Templates are checked when saved; a render failing now is permanent.
-            let verdict = Verdict::Permanent {
-                class: crate::domain::notify::classify::FailureClass::TargetError(-2),
-            };
-            let attempt = Attempt {
-                response_body: e.to_string(),
-                ..Attempt::new(now, 0, Duration::ZERO, b"", &verdict)
-            };
-            (attempt, verdict)
-        }
-        Ok(rendered) => {
-            let mut url = match url::Url::parse(&endpoint.settings.url) {
-                Ok(u) => u,
-                Err(e) => {
-                    return Err(
-                        NotifyStoreError::Malformed(format!("stored endpoint URL: {e}")).into(),
-                    );
-                }
-            };
-            if let Some((k, v)) = rendered.query {
-                url.query_pairs_mut().append_pair(k, v);
-            }
-            let headers = match (&endpoint.signing, endpoint.settings.kind.is_signed()) {
-                (Some(keys), true) => keys
-                    .headers(delivery.event.id.as_str(), now, &rendered.body)
-                    .to_vec(),
-                _ => Vec::new(),
-            };
-            let outgoing = Outgoing {
-                url,
-                headers,
-                body: rendered.body,
-            };
-            match sender.send(outgoing).await {
-                Ok(sent) => {
-                    let verdict = classify(endpoint.settings.kind, &sent.attempted(), now);
-                    (
-                        Attempt::new(now, sent.status, sent.took, &sent.body, &verdict),
-                        verdict,
-                    )
-                }
-                Err(failed) => {
-                    let verdict = classify(endpoint.settings.kind, &failed.attempted(), now);
-                    let attempt = Attempt {
-                        response_body: failed.detail.clone(),
-                        ..Attempt::new(now, 0, failed.took, b"", &verdict)
-                    };
-                    (attempt, verdict)
-                }
-            }
-        }
-    };
-
-    let after = delivery.decide(&verdict, &schedule, unit);
-    let status_code = attempt.status_code;
-    let recorded = delivery.recorded(attempt, &after, now);
-    if deliveries.save(&recorded, revision).await? == Saved::Conflict {
-        // Only an operator's replay moves a claimed delivery on: theirs stands.
-        return Ok(Delivered::Nothing);
-    }
-    info!(
-        outcome = match &after {
-            AfterAttempt::Succeeded => "succeeded",
-            AfterAttempt::RetryIn(_) => "retry",
-            AfterAttempt::Dead => "dead",
-        },
-        endpoint_id = %endpoint.id,
-        event_id = %recorded.event.id,
-        status_code,
-        error_class = verdict.failure().map(|c| c.as_str()),
-        attempt = recorded.attempt_count,
-        "delivery attempted"
-    );
-
-    let change = endpoint.health.after(&verdict, now);
-    let disable = match change {
-        HealthChange::None => None,
-        HealthChange::DisableNow { class } => Some(DisableReason::Gone { class }),
-        HealthChange::Reset | HealthChange::CountFailure { .. } => endpoints
-            .record_health(&endpoint.id, change)
+        let health = endpoints
+            .get(&endpoint.id)
             .await?
-            .disable_reason(now, &settings.health),
-    };
-    if let Some(reason) = disable {
-        disable_endpoint(deliveries, endpoints, settings, &endpoint, reason, now).await?;
-    }
-    Ok(match after {
-        AfterAttempt::Succeeded => Delivered::Succeeded,
-        AfterAttempt::RetryIn(wait) => Delivered::RetryIn(wait),
-        AfterAttempt::Dead => Delivered::Dead,
-    })
-}
-
-async fn disable_endpoint<D: DeliveryStore, E: EndpointStore>(
-    deliveries: &D,
-    endpoints: &E,
-    settings: &DeliverSettings,
-    endpoint: &crate::notifications::Endpoint,
-    reason: DisableReason,
-    now: Timestamp,
-) -> Result<(), DeliverError> {
-    if !endpoints
-        .disable(&endpoint.id, reason.as_str(), now)
-        .await?
-    {
-        return Ok(()); // someone else disabled it, and told the fallback
-    }
-    let health = endpoints
-        .get(&endpoint.id)
-        .await?
-        .map(|e| e.health)
-        .unwrap_or(endpoint.health);
-    warn!(outcome = "endpoint_disabled", endpoint_id = %endpoint.id, reason = reason.as_str(), "endpoint disabled");
-    let Some(fallback) = settings.fallback.as_ref().filter(|f| **f != endpoint.id) else {
-        return Ok(());
-    };
-    let event = Event {
-        id: EventId::derive(&[
-            "disabled",
-            endpoint.id.as_str(),
-            &now.as_millis().to_string(),
-        ]),
-        event_type: EventType::EndpointDisabled,
-        data: EventData::Disabled {
-            endpoint_id: endpoint.id.to_string(),
-            reason: match reason {
-                DisableReason::Gone { class } => format!("gone ({})", class.as_str()),
-                DisableReason::Failing { .. } => "failing".into(),
+            .map(|e| e.health)
+            .unwrap_or(endpoint.health);
+        warn!(outcome = "endpoint_disabled", endpoint_id = %endpoint.id, reason = reason.as_str(), "endpoint disabled");
+        let Some(fallback) = settings.fallback.as_ref().filter(|f| **f != endpoint.id) else {
+            return Ok(());
+        };
+        let event = Event {
+            id: EventId::derive(&[
+                "disabled",
+                endpoint.id.as_str(),
+                &now.as_millis().to_string(),
+            ]),
+            event_type: EventType::EndpointDisabled,
+            data: EventData::Disabled {
+                endpoint_id: endpoint.id.to_string(),
+                reason: match reason {
+                    DisableReason::Gone { class } => format!("gone ({})", class.as_str()),
+                    DisableReason::Failing { .. } => "failing".into(),
+                },
+                consecutive_failures: health.consecutive_failures,
+                failing_since: health.failing_since.map(Timestamp::to_rfc3339),
             },
-            consecutive_failures: health.consecutive_failures,
-            failing_since: health.failing_since.map(Timestamp::to_rfc3339),
-        },
-    };
-    let enabled = endpoints.get(fallback).await?.is_some_and(|f| f.enabled);
-    deliveries
-        .create(&Delivery::new(event, fallback.clone(), enabled, now))
-        .await?;
-    Ok(())
+        };
+        let enabled = endpoints.get(fallback).await?.is_some_and(|f| f.enabled);
+        let delivery = Delivery::new(event, fallback.clone(), enabled, now);
+        if deliveries.create(&delivery).await? {
+            let job = Job::Deliver {
+                delivery_id: delivery.id.clone(),
+            };
+            if let Err(e) = self.queue.enqueue(&job, Duration::ZERO).await {
+                // Retrying this message would not help: the disable is done, so the next
+                // run never gets here. The delivery stays pending for `deliveries retry`.
+                error!(outcome = "unqueued", delivery_id = %delivery.id, error = %e,
+                       "endpoint.disabled delivery written but not queued");
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -306,18 +332,13 @@ mod tests {
     use crate::domain::secret::Secret;
     use crate::domain::verify::{CallbackRequest, Scheme, Verified, Verifier};
     use crate::notifications::Endpoint;
-    use crate::notifications::memory::{MemoryDeliveries, MemoryEndpoints};
+    use crate::notifications::memory::{MemoryDeliveries, MemoryEndpoints, MemoryQueue};
     use crate::sender::scripted::ScriptedSender;
 
     const T0: Timestamp = Timestamp::from_secs(1_795_000_000);
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
-    struct World {
-        deliveries: Arc<MemoryDeliveries>,
-        endpoints: Arc<MemoryEndpoints>,
-        sender: ScriptedSender,
-        settings: DeliverSettings,
-    }
+    type World = Courier<Arc<MemoryDeliveries>, Arc<MemoryEndpoints>, ScriptedSender, MemoryQueue>;
 
     fn endpoint(kind: TargetKind, url: &str, seed: u128) -> Endpoint {
         let spec: EndpointSpec =
@@ -334,6 +355,7 @@ mod tests {
             deliveries: Arc::default(),
             endpoints: Arc::default(),
             sender: ScriptedSender::default(),
+            queue: MemoryQueue::default(),
             settings: DeliverSettings {
                 health: HealthPolicy::default(),
                 fallback: None,
@@ -349,17 +371,7 @@ mod tests {
     }
 
     async fn run(w: &World, id: &DeliveryId, now: Timestamp) -> Delivered {
-        deliver(
-            &w.deliveries,
-            &w.endpoints,
-            &w.sender,
-            &w.settings,
-            id,
-            now,
-            0.5,
-        )
-        .await
-        .unwrap()
+        w.deliver(id, now, 0.5).await.unwrap()
     }
 
     #[tokio::test]
@@ -455,6 +467,16 @@ mod tests {
             .collect();
         assert_eq!(told.len(), 1);
         assert_eq!(told[0].event.event_type, EventType::EndpointDisabled);
+        assert_eq!(
+            w.queue.jobs(),
+            [(
+                Job::Deliver {
+                    delivery_id: told[0].id.clone()
+                },
+                Duration::ZERO
+            )],
+            "the fallback's delivery is queued, once"
+        );
         assert_eq!(run(&w, &told[0].id, T0).await, Delivered::Succeeded);
 
         // Another delivery for the disabled endpoint is recorded for recover, not sent.
@@ -579,16 +601,7 @@ mod tests {
             "chat kinds are not signed"
         );
         w.deliveries.set_unavailable(true);
-        let err = deliver(
-            &w.deliveries,
-            &w.endpoints,
-            &w.sender,
-            &w.settings,
-            &id,
-            T0,
-            0.5,
-        )
-        .await;
+        let err = w.deliver(&id, T0, 0.5).await;
         assert!(matches!(err, Err(DeliverError::Store(_))));
     }
 

@@ -1,0 +1,76 @@
+//! The deliver function's configuration, read once from the environment at cold start.
+
+use shared::domain::notify::endpoint::{EndpointId, EndpointUrlPolicy};
+use shared::domain::notify::health::HealthPolicy;
+use shared::lambda::config::{ConfigError, Env, FromEnv};
+
+#[derive(Debug, Clone)]
+pub struct DeliverConfig {
+    /// `TABLE_NAME`: the tasks table (a drain check asks whether any task is open).
+    pub table_name: String,
+    /// `DELIVERIES_TABLE_NAME`
+    pub deliveries_table: String,
+    /// `ENDPOINTS_TABLE_NAME`
+    pub endpoints_table: String,
+    /// `JOBS_QUEUE_URL`: the next attempts, and early jobs sent again.
+    pub jobs_queue_url: String,
+    /// `ENDPOINT_URL_ALLOW_HTTP`, `ENDPOINT_URL_ALLOW_LOOPBACK` (local stacks only): the
+    /// sender's SSRF guard.
+    pub url_policy: EndpointUrlPolicy,
+    /// `DISABLE_AFTER_DAYS` (5), `DISABLE_AFTER_FAILURES` (20).
+    pub health: HealthPolicy,
+    /// `FALLBACK_ENDPOINT_ID`: told when another endpoint is disabled.
+    pub fallback: Option<EndpointId>,
+}
+
+impl DeliverConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let fallback = match env.optional("FALLBACK_ENDPOINT_ID") {
+            None => None,
+            Some(raw) => Some(EndpointId::parse(raw).ok_or(ConfigError::Invalid {
+                name: "FALLBACK_ENDPOINT_ID",
+                reason: "not an endpoint id (ep_ and 20 characters)".into(),
+            })?),
+        };
+        Ok(Self {
+            table_name: env.required("TABLE_NAME")?.to_owned(),
+            deliveries_table: env.required("DELIVERIES_TABLE_NAME")?.to_owned(),
+            endpoints_table: env.required("ENDPOINTS_TABLE_NAME")?.to_owned(),
+            jobs_queue_url: env.required("JOBS_QUEUE_URL")?.to_owned(),
+            url_policy: FromEnv::from_env(env)?,
+            health: FromEnv::from_env(env)?,
+            fallback,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: [(&str, &str); 4] = [
+        ("TABLE_NAME", "t"),
+        ("DELIVERIES_TABLE_NAME", "d"),
+        ("ENDPOINTS_TABLE_NAME", "e"),
+        ("JOBS_QUEUE_URL", "http://127.0.0.1:1/q"),
+    ];
+
+    #[test]
+    fn defaults_are_a_deployment_and_errors_name_the_variable() {
+        let c = DeliverConfig::from_env(&Env::from_pairs(BASE)).unwrap();
+        assert_eq!(c.url_policy, EndpointUrlPolicy::default());
+        assert_eq!(c.health, HealthPolicy::default());
+        assert!(c.fallback.is_none());
+        let id = EndpointId::generate(7);
+        let with = BASE
+            .into_iter()
+            .chain([("FALLBACK_ENDPOINT_ID", id.as_str())]);
+        let c = DeliverConfig::from_env(&Env::from_pairs(with)).unwrap();
+        assert_eq!(c.fallback, Some(id));
+        let bad = BASE.into_iter().chain([("FALLBACK_ENDPOINT_ID", "nope")]);
+        let err = DeliverConfig::from_env(&Env::from_pairs(bad)).unwrap_err();
+        assert!(err.to_string().contains("FALLBACK_ENDPOINT_ID"));
+        let err = DeliverConfig::from_env(&Env::from_pairs(BASE.into_iter().skip(1))).unwrap_err();
+        assert_eq!(err, ConfigError::Missing { name: "TABLE_NAME" });
+    }
+}

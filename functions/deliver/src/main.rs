@@ -1,0 +1,74 @@
+//! Deliver Lambda: the notification job queue (SQS) → signed, formatted attempts to the
+//! endpoints, batch flushes and drain checks. Wiring only; the handler is in
+//! [`deliver::handler`].
+
+// The handler's future nests both use cases and the ports' futures; computing its
+// layout needs more than the default 128 levels.
+#![recursion_limit = "256"]
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use deliver::config::DeliverConfig;
+use deliver::handler::DeliverHandler;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::lambda::aws::{CallTimeouts, dynamodb_client, sdk_config, sqs_client};
+use shared::lambda::config::Env;
+use shared::lambda::telemetry;
+use shared::notifications::dynamodb::DynamoNotifications;
+use shared::notifications::sqs::SqsJobQueue;
+use shared::sender::http::HttpSender;
+use shared::store::dynamodb::DynamoTaskStore;
+use shared::usecase::deliver::{Courier, DeliverSettings};
+use shared::usecase::notify::Notifier;
+use tracing::{error, info};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = DeliverConfig::from_env(&Env::process())
+        .inspect_err(|e| error!(error = %e, "invalid configuration"))?;
+    info!(
+        deliveries = %config.deliveries_table,
+        endpoints = %config.endpoints_table,
+        allow_http = config.url_policy.guard.allow_http,
+        allow_loopback = config.url_policy.guard.allow_loopback,
+        disable_after_failures = config.health.consecutive,
+        fallback = config.fallback.is_some(),
+        "deliver starting"
+    );
+
+    let sdk = sdk_config().await;
+    let dynamodb = dynamodb_client(&sdk, CallTimeouts::BACKGROUND);
+    let stores = DynamoNotifications::new(
+        dynamodb.clone(),
+        config.deliveries_table.clone(),
+        config.endpoints_table.clone(),
+    );
+    let queue = SqsJobQueue::new(sqs_client(&sdk), config.jobs_queue_url.clone());
+    let handler = Arc::new(DeliverHandler {
+        courier: Courier {
+            deliveries: stores.clone(),
+            endpoints: stores.clone(),
+            sender: HttpSender::new(config.url_policy.guard.clone())?,
+            queue: queue.clone(),
+            settings: DeliverSettings {
+                health: config.health,
+                fallback: config.fallback.clone(),
+            },
+        },
+        notifier: Notifier {
+            endpoints: stores.clone(),
+            deliveries: stores.clone(),
+            thresholds: stores,
+            queue,
+        },
+        tasks: DynamoTaskStore::new(dynamodb, config.table_name.clone()),
+    });
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let handler = Arc::clone(&handler);
+        async move { handler.handle(event).await }
+    }))
+    .await
+}

@@ -1,0 +1,48 @@
+//! Notify Lambda: DynamoDB stream (tasks that reached `stored` or `failed`) → deliveries
+//! queued for every matching endpoint. Wiring only; the handler is in [`notify::handler`].
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::dynamodb::Event;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use notify::config::NotifyConfig;
+use notify::handler::NotifyHandler;
+use shared::lambda::aws::{CallTimeouts, dynamodb_client, sdk_config, sqs_client};
+use shared::lambda::config::Env;
+use shared::lambda::telemetry;
+use shared::notifications::dynamodb::DynamoNotifications;
+use shared::notifications::sqs::SqsJobQueue;
+use shared::usecase::notify::Notifier;
+use tracing::{error, info};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = NotifyConfig::from_env(&Env::process())
+        .inspect_err(|e| error!(error = %e, "invalid configuration"))?;
+    info!(
+        deliveries = %config.deliveries_table,
+        endpoints = %config.endpoints_table,
+        "notify starting"
+    );
+
+    let sdk = sdk_config().await;
+    let stores = DynamoNotifications::new(
+        dynamodb_client(&sdk, CallTimeouts::BACKGROUND),
+        config.deliveries_table.clone(),
+        config.endpoints_table.clone(),
+    );
+    let queue = SqsJobQueue::new(sqs_client(&sdk), config.jobs_queue_url.clone());
+    let handler = Arc::new(NotifyHandler::new(Notifier {
+        endpoints: stores.clone(),
+        deliveries: stores.clone(),
+        thresholds: stores,
+        queue,
+    }));
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
+        let handler = Arc::clone(&handler);
+        async move { handler.handle(event).await }
+    }))
+    .await
+}
