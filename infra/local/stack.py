@@ -9,7 +9,7 @@ server for sample videos, all on 127.0.0.1.
     python3 infra/local/stack.py restart seaweedfs --down-for 8   # a server's outage (fault tests)
 
 Ports come from DYNAMODB_PORT (8000), S3_PORT (8333), LAMBDA_PORT (9000), FILES_PORT (8090),
-UPSTREAM_PORT (8091); BUCKET_NAME (music-video-local), RECONCILE_EVERY_S (15),
+UPSTREAM_PORT (8091), INBOX_PORT (8092: the notification inbox); BUCKET_NAME (music-video-local), RECONCILE_EVERY_S (15),
 LAMBDA_CONCURRENCY (8: instances per function under cargo lambda watch, as Lambda would run
 several) and STACK_EXTRA_ENV ("K=V K2=V2", added to the functions' environment) are optional. Everything lives under <repo>/.local/:
     stack.env       KEY=VALUE for clients (URLs, endpoints, token); `set -a; . .local/stack.env`
@@ -24,6 +24,7 @@ import argparse
 import base64
 import functools
 import http.server
+import json
 import os
 import secrets
 import shlex
@@ -97,6 +98,7 @@ class Config:
     lambda_port: int
     files_port: int
     upstream_port: int
+    inbox_port: int
     table: str
     bucket: str
     token: str
@@ -110,7 +112,7 @@ class Config:
         try:
             ports = [int(env(k, d)) for k, d in
                      (("DYNAMODB_PORT", "8000"), ("S3_PORT", "8333"), ("LAMBDA_PORT", "9000"), ("FILES_PORT", "8090"),
-                      ("UPSTREAM_PORT", "8091"))]
+                      ("UPSTREAM_PORT", "8091"), ("INBOX_PORT", "8092"))]
         except ValueError as e:
             raise StackError(f"bad port setting: {e}") from None
         return cls(*ports, table=env("TABLE_NAME", "music-video-tasks"),
@@ -139,6 +141,14 @@ class Config:
     def jobs_queue_url(self) -> str:
         # moto's queue URLs: <endpoint>/<account>/<name>, account 123456789012.
         return f"{self.dynamodb_url}/123456789012/{self.jobs_queue}"
+
+    @property
+    def jobs_dead_letter_queue(self) -> str:
+        return f"{self.table}-jobs-dlq"
+
+    @property
+    def inbox_url(self) -> str:
+        return f"http://{HOST}:{self.inbox_port}"
 
     @property
     def dynamodb_url(self) -> str:
@@ -192,6 +202,14 @@ class Config:
             "UPSTREAM_API_ALLOW_HTTP": "true",
             **LOCAL_RECOVERY_ENV,
             "S3_FORCE_PATH_STYLE": "true",
+            # Notifications: the tables and job queue, and endpoints on loopback over plain
+            # http (the local inbox and the tests' receivers; chat kinds' stand-ins too).
+            "DELIVERIES_TABLE_NAME": self.deliveries_table,
+            "ENDPOINTS_TABLE_NAME": self.endpoints_table,
+            "JOBS_QUEUE_URL": self.jobs_queue_url,
+            "ENDPOINT_URL_ALLOW_HTTP": "true",
+            "ENDPOINT_URL_ALLOW_LOOPBACK": "true",
+            "ENDPOINT_URL_ANY_CHAT_HOST": "true",
             # make test runs the functions at trace (STACK_RUST_LOG) and then scans every
             # log for secrets (infra/local/secrets_scan.py): the most talkative level
             # prints everything the quieter ones do.
@@ -220,6 +238,9 @@ class Config:
             "DELIVERIES_TABLE_NAME": self.deliveries_table,
             "ENDPOINTS_TABLE_NAME": self.endpoints_table,
             "JOBS_QUEUE_URL": self.jobs_queue_url,
+            "JOBS_DLQ_URL": f"{self.dynamodb_url}/123456789012/{self.jobs_dead_letter_queue}",
+            "INBOX_URL": self.inbox_url,
+            "INBOX_PORT": str(self.inbox_port),
             "BUCKET_NAME": self.bucket,
             "CALLBACK_TOKEN": self.token,
             # Without ?token=: for callbacks signed with one of the secrets below.
@@ -340,7 +361,8 @@ def port_in_use(port: int) -> bool:
 
 def check_ports(cfg: Config) -> None:
     wanted = {"DYNAMODB_PORT": cfg.dynamodb_port, "S3_PORT": cfg.s3_port,
-              "LAMBDA_PORT": cfg.lambda_port, "FILES_PORT": cfg.files_port, "UPSTREAM_PORT": cfg.upstream_port}
+              "LAMBDA_PORT": cfg.lambda_port, "FILES_PORT": cfg.files_port, "UPSTREAM_PORT": cfg.upstream_port,
+              "INBOX_PORT": cfg.inbox_port}
     for name, port in seaweedfs_ports(cfg).items():
         wanted[f"SeaweedFS {name} (S3_PORT+{port - cfg.s3_port})"] = port
     if len(set(wanted.values())) != len(wanted) or not all(0 < p < 65536 for p in wanted.values()):
@@ -465,7 +487,8 @@ class Stack:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         live = [c for c in reversed(self.children) if c.proc is not None or proc_start_time(c.pid) == c.start]
-        first, rest = [c for c in live if c.name == "stream-pump"], [c for c in live if c.name != "stream-pump"]
+        pumps = {"stream-pump", "notify-pump", "queue-pump"}
+        first, rest = [c for c in live if c.name in pumps], [c for c in live if c.name not in pumps]
         for group in (first, rest):
             for c in group:
                 _signal_group(c.pid, signal.SIGTERM)
@@ -531,10 +554,29 @@ def create_table(cfg: Config) -> None:
     # The notification tables and job queue (issue 9), named after the tasks table.
     create_one_table(cfg, cfg.deliveries_table, "DeliveriesTable")
     create_one_table(cfg, cfg.endpoints_table, "EndpointsTable")
-    url = boto("sqs", cfg).create_queue(QueueName=cfg.jobs_queue)["QueueUrl"]
+    create_jobs_queue(cfg)
+
+
+# The template's 18-minute visibility timeout (six times the function's timeout) would hold
+# a failed job back that long; locally it comes back after this many seconds.
+LOCAL_JOBS_VISIBILITY_S = 20
+
+
+def create_jobs_queue(cfg: Config) -> None:
+    """The job queue and its dead-letter queue, with the template's redrive policy."""
+    esm = template_model.queue_event_source("DeliverFunction")
+    sqs = boto("sqs", cfg)
+    dlq_url = sqs.create_queue(QueueName=cfg.jobs_dead_letter_queue)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(esm["maxReceiveCount"])}
+    url = sqs.create_queue(QueueName=cfg.jobs_queue, Attributes={
+        "VisibilityTimeout": str(min(esm["VisibilityTimeout"], LOCAL_JOBS_VISIBILITY_S)),
+        "RedrivePolicy": json.dumps(redrive),
+    })["QueueUrl"]
     if url != cfg.jobs_queue_url:
         raise StackError(f"the jobs queue is at {url}, not {cfg.jobs_queue_url}")
-    say(f"created queue {cfg.jobs_queue}")
+    say(f"created queue {cfg.jobs_queue} (dead letters after {esm['maxReceiveCount']} receives: "
+        f"{cfg.jobs_dead_letter_queue})")
 
 
 def create_one_table(cfg: Config, name: str, logical_id: str = template_model.TABLE_ID) -> None:
@@ -646,14 +688,31 @@ def lambda_concurrency() -> int:
 
 
 def start_pump(stack: Stack, cfg: Config) -> None:
-    pump = stack.spawn("stream-pump", [
-        sys.executable, str(HERE / "stream_pump.py"), "--endpoint", cfg.dynamodb_url, "--table", cfg.table,
-        "--invoke-url", cfg.lambda_url, "--dead-letter-file", str(LOCAL / "dead-letters.jsonl"),
-        "--invoke-timeout", str(INVOKE_TIMEOUT_S + 5),
+    # One pump per stream consumer in the template, each with its own filters and position,
+    # as Lambda runs one event source mapping per function.
+    for name, function_id, dead_letters in (("stream-pump", "IngestFunction", "dead-letters.jsonl"),
+                                            ("notify-pump", "NotifyFunction", "notify-dead-letters.jsonl")):
+        pump = stack.spawn(name, [
+            sys.executable, str(HERE / "stream_pump.py"), "--endpoint", cfg.dynamodb_url, "--table", cfg.table,
+            "--function-id", function_id, "--invoke-url", cfg.lambda_url,
+            "--dead-letter-file", str(LOCAL / dead_letters), "--invoke-timeout", str(INVOKE_TIMEOUT_S + 5),
+        ], env={"PYTHONUNBUFFERED": "1", **cfg.aws_env()})
+        # It validates the template's filters at start: give it a moment to fail loudly.
+        stack.wait_for(name, lambda pump=pump: "reading stream" in pump.log.read_text(), 20, log_of=name)
+
+
+def start_queue_pump(stack: Stack, cfg: Config) -> None:
+    pump = stack.spawn("queue-pump", [
+        sys.executable, str(HERE / "queue_pump.py"), "--queue-url", cfg.jobs_queue_url,
+        "--invoke-url", cfg.lambda_url, "--invoke-timeout", str(INVOKE_TIMEOUT_S + 5),
     ], env={"PYTHONUNBUFFERED": "1", **cfg.aws_env()})
-    # It validates the template's filters at start: give it a moment to fail loudly.
-    stack.wait_for("stream pump", lambda: "reading stream" in pump.log.read_text(), 20,
-                   log_of="stream-pump")
+    stack.wait_for("queue pump", lambda: "polling" in pump.log.read_text(), 20, log_of="queue-pump")
+
+
+def start_inbox(stack: Stack, cfg: Config) -> None:
+    stack.spawn("inbox", [sys.executable, str(HERE / "inbox.py"), "--port", str(cfg.inbox_port),
+                          "--log", str(LOCAL / "inbox.jsonl")], env={"PYTHONUNBUFFERED": "1"})
+    stack.wait_for("notification inbox", lambda: _port_open(cfg.inbox_port), 20, log_of="inbox")
 
 
 def target_dir() -> Path:
@@ -733,6 +792,8 @@ def bring_up(stack: Stack, cfg: Config) -> float:
     start_upstream_api(stack, cfg)
     start_cargo_lambda(stack, cfg)
     start_pump(stack, cfg)
+    start_queue_pump(stack, cfg)
+    start_inbox(stack, cfg)
     start_reconcile_schedule(stack, cfg)
     write_env_file(STACK_ENV, cfg.stack_env())
     total = time.monotonic() - started

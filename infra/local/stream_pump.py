@@ -1,4 +1,5 @@
-"""Local stand-in for the Lambda event source mapping (ESM) of the ingest function.
+"""Local stand-in for the Lambda event source mapping (ESM) of a stream-triggered function
+(ingest, and notify with `--function-id NotifyFunction`).
 
 Polls the tasks table's DynamoDB stream on moto, keeps the records that pass the template's
 FilterCriteria (matched the way Lambda matches them, on the record as it appears in the
@@ -593,8 +594,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", default=env("TABLE_NAME", "music-video-tasks"), help="[env TABLE_NAME]")
     p.add_argument("--invoke-url", default=env("LAMBDA_INVOKE_URL", "http://127.0.0.1:9000"),
                    help="cargo lambda watch base URL [env LAMBDA_INVOKE_URL]")
+    p.add_argument("--function-id", default=template_model.INGEST_ID,
+                   help="the template function whose DynamoDB event this pump plays (default IngestFunction)")
     p.add_argument("--function", default=None,
-                   help="function to invoke (default: IngestFunction's Metadata.Binary, else 'ingest')")
+                   help="function to invoke (default: that function's Metadata.Binary)")
     p.add_argument("--poll-interval", type=float, default=float(env("PUMP_POLL_INTERVAL", "0.5")))
     p.add_argument("--retry-delay", type=float, default=float(env("PUMP_RETRY_DELAY", "1.0")))
     p.add_argument("--max-retries", type=int, default=_int_or_none(env("PUMP_MAX_RETRIES")),
@@ -624,8 +627,8 @@ def build_pump(args: argparse.Namespace) -> StreamPump:
     import boto3  # imported here so the unit tests of the pure parts need no AWS config
 
     template = template_model.load_template(args.template)
-    esm = template_model.ingest_event_source(template)
-    function = args.function or _ingest_binary(template)
+    esm = template_model.stream_event_source(args.function_id, template)
+    function = args.function or _binary(template, args.function_id)
     region = os.environ.get("AWS_REGION", "us-east-1")
     creds = {
         "region_name": region,
@@ -646,17 +649,22 @@ def build_pump(args: argparse.Namespace) -> StreamPump:
     parallelization = args.parallelization or esm["ParallelizationFactor"]
     pump = StreamPump(boto3.client("dynamodb", **creds), boto3.client("dynamodbstreams", **creds),
                       args.table, processor, esm["filters"], esm["BatchSize"], region, parallelization)
-    log.info("table=%s endpoint=%s -> %s; %d filter(s), BatchSize=%d, ParallelizationFactor=%d, "
-             "MaximumRetryAttempts=%s, Bisect=%s, FunctionResponseTypes=%s", args.table, args.endpoint, url,
+    log.info("%s: table=%s endpoint=%s -> %s; %d filter(s), BatchSize=%d, ParallelizationFactor=%d, "
+             "MaximumRetryAttempts=%s, Bisect=%s, FunctionResponseTypes=%s", args.function_id, args.table,
+             args.endpoint, url,
              len(esm["filters"]), esm["BatchSize"], parallelization,
              "unlimited" if max_retries < 0 else max_retries,
              esm["BisectBatchOnFunctionError"], esm["FunctionResponseTypes"])
     return pump
 
 
-def _ingest_binary(template: dict[str, Any]) -> str:
-    res = template["Resources"].get(template_model.INGEST_ID, {})
-    return (res.get("Metadata") or {}).get("Binary") or "ingest"
+def _binary(template: dict[str, Any], function_id: str) -> str:
+    res = template["Resources"].get(function_id, {})
+    binary = ((res.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary") \
+        or (res.get("Metadata") or {}).get("Binary")
+    if not binary:
+        raise template_model.TemplateError(f"{function_id} names no Metadata.BuildProperties.Binary")
+    return binary
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,8 @@ pump are both built from it, so nothing here hard-codes a key, an index or a fil
     tasks_table_create_args(name)  -> kwargs for boto3 dynamodb.create_table
     tasks_table_ttl_args(name)     -> kwargs for dynamodb.update_time_to_live, or None
     ingest_event_source()          -> the IngestFunction DynamoDB event settings
+    stream_event_source(id)        -> any function's DynamoDB event settings (NotifyFunction)
+    queue_event_source(id)         -> a function's SQS event and its queue (DeliverFunction)
 """
 
 from __future__ import annotations
@@ -143,17 +145,22 @@ def tasks_table_ttl_args(table_name: str, template: dict[str, Any] | None = None
 
 
 def ingest_event_source(template: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The IngestFunction's DynamoDB event: filters (decoded patterns) and retry/batch settings.
+    """The IngestFunction's DynamoDB event (see `stream_event_source`)."""
+    return stream_event_source(INGEST_ID, template)
+
+
+def stream_event_source(function_id: str, template: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A function's DynamoDB event: filters (decoded patterns) and retry/batch settings.
 
     Returns {"filters": [pattern dict, ...], "BatchSize", "MaximumRetryAttempts",
     "BisectBatchOnFunctionError", "FunctionResponseTypes", "ParallelizationFactor",
     "StartingPosition"}.
     """
     template = template or load_template()
-    props = _resource(template, INGEST_ID, "AWS::Serverless::Function")
+    props = _resource(template, function_id, "AWS::Serverless::Function")
     events = [e for e in (props.get("Events") or {}).values() if e.get("Type") == "DynamoDB"]
     if len(events) != 1:
-        raise TemplateError(f"{INGEST_ID} must have exactly one DynamoDB event, found {len(events)}")
+        raise TemplateError(f"{function_id} must have exactly one DynamoDB event, found {len(events)}")
     ev = events[0].get("Properties") or {}
 
     filters = []
@@ -174,6 +181,33 @@ def ingest_event_source(template: dict[str, Any] | None = None) -> dict[str, Any
     return out
 
 
+def queue_event_source(function_id: str, template: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A function's SQS event and its queue: {"queue": logical id, "BatchSize",
+    "FunctionResponseTypes", "VisibilityTimeout", "maxReceiveCount", "dead_letter": logical id}."""
+    template = template or load_template()
+    props = _resource(template, function_id, "AWS::Serverless::Function")
+    events = [e for e in (props.get("Events") or {}).values() if e.get("Type") == "SQS"]
+    if len(events) != 1:
+        raise TemplateError(f"{function_id} must have exactly one SQS event, found {len(events)}")
+    ev = events[0].get("Properties") or {}
+    queue = ev.get("Queue")
+    if not (isinstance(queue, dict) and "Fn::GetAtt" in queue):
+        raise TemplateError(f"{function_id}'s SQS event must name its queue with !GetAtt <Queue>.Arn")
+    queue_id = queue["Fn::GetAtt"][0] if isinstance(queue["Fn::GetAtt"], list) else queue["Fn::GetAtt"].split(".")[0]
+    qprops = _resource(template, queue_id, "AWS::SQS::Queue")
+    redrive = qprops.get("RedrivePolicy") or {}
+    target = redrive.get("deadLetterTargetArn") or {}
+    dlq = target.get("Fn::GetAtt") if isinstance(target, dict) else None
+    return {
+        "queue": queue_id,
+        "BatchSize": int(resolve(template, ev.get("BatchSize", 10))),
+        "FunctionResponseTypes": list(ev.get("FunctionResponseTypes") or []),
+        "VisibilityTimeout": int(resolve(template, qprops.get("VisibilityTimeout", 30))),
+        "maxReceiveCount": int(resolve(template, redrive.get("maxReceiveCount", 0))),
+        "dead_letter": (dlq[0] if isinstance(dlq, list) else str(dlq).split(".")[0]) if dlq else None,
+    }
+
+
 def _as_bool(value: Any) -> bool:
     # Parameters are strings ("true"/"false"); literals are YAML booleans.
     if isinstance(value, str):
@@ -187,4 +221,6 @@ if __name__ == "__main__":
         "create_table": tasks_table_create_args("music-video-tasks"),
         "ttl": tasks_table_ttl(),
         "ingest_event_source": ingest_event_source(),
+        "notify_event_source": stream_event_source("NotifyFunction"),
+        "deliver_event_source": queue_event_source("DeliverFunction"),
     }, indent=2))
