@@ -24,8 +24,8 @@ use shared::notifications::dynamodb::DynamoNotifications;
 use shared::notifications::memory::MemoryQueue;
 use shared::notifications::sqs::SqsJobQueue;
 use shared::notifications::{
-    Arrival, DeliveryStore, Endpoint, EndpointStore, Job, JobQueue, QueuedJob, Saved,
-    ThresholdStore,
+    Arrival, DeliveryStore, Endpoint, EndpointAdmin, EndpointStore, Job, JobQueue, QueuedJob,
+    Saved, ThresholdStore,
 };
 use shared::sender::scripted::ScriptedSender;
 use shared::test_support::envelope;

@@ -93,6 +93,17 @@ EXPECTED: dict[str, tuple[str, str, set[tuple[str, str, str | None]]]] = {
             ("dynamodb:PutItem", "TasksTable.Arn", None),
             # Presigned GETs carry the signer's permissions.
             ("s3:GetObject", VIDEOS, None),
+            # The notification routes.
+            ("dynamodb:Scan", "EndpointsTable.Arn", None),
+            ("dynamodb:Query", "EndpointsTable.Arn", None),
+            ("dynamodb:GetItem", "EndpointsTable.Arn", None),
+            ("dynamodb:PutItem", "EndpointsTable.Arn", None),
+            ("dynamodb:UpdateItem", "EndpointsTable.Arn", None),
+            ("dynamodb:DeleteItem", "EndpointsTable.Arn", None),
+            ("dynamodb:GetItem", "DeliveriesTable.Arn", None),
+            ("dynamodb:PutItem", "DeliveriesTable.Arn", None),
+            ("dynamodb:Query", "${DeliveriesTable.Arn}/index/by-endpoint", None),
+            ("sqs:SendMessage", "JobsQueue.Arn", None),
         },
     ),
     "ReconcilerFunction": (

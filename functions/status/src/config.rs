@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use shared::domain::notify::endpoint::{EndpointId, EndpointUrlPolicy};
+use shared::domain::notify::health::HealthPolicy;
 use shared::lambda::config::{ConfigError, Env, FromEnv, TaskTtl};
 
 #[derive(Debug, Clone)]
@@ -15,6 +17,18 @@ pub struct StatusConfig {
     pub s3_force_path_style: bool,
     /// `TASK_TTL_DAYS` (30): how long a registered (expected) task lives.
     pub task_ttl: Duration,
+    /// `DELIVERIES_TABLE_NAME`, `ENDPOINTS_TABLE_NAME`, `JOBS_QUEUE_URL`: the notification
+    /// routes' tables and the queue replays go to.
+    pub deliveries_table: String,
+    pub endpoints_table: String,
+    pub jobs_queue_url: String,
+    /// `ENDPOINT_URL_ALLOW_HTTP`, `ENDPOINT_URL_ALLOW_LOOPBACK`, `ENDPOINT_URL_ANY_CHAT_HOST`
+    /// (local stacks only): where endpoints may point (and where a test send may go).
+    pub url_policy: EndpointUrlPolicy,
+    /// `DISABLE_AFTER_DAYS`, `DISABLE_AFTER_FAILURES`: as deliver's (a test is an attempt).
+    pub health: HealthPolicy,
+    /// `FALLBACK_ENDPOINT_ID`: as deliver's.
+    pub fallback: Option<EndpointId>,
 }
 
 impl StatusConfig {
@@ -25,27 +39,57 @@ impl StatusConfig {
             presign_ttl: Duration::from_secs(ttl),
             s3_force_path_style: env.flag("S3_FORCE_PATH_STYLE")?,
             task_ttl: TaskTtl::from_env(env)?.0,
+            deliveries_table: env.required("DELIVERIES_TABLE_NAME")?.to_owned(),
+            endpoints_table: env.required("ENDPOINTS_TABLE_NAME")?.to_owned(),
+            jobs_queue_url: env.required("JOBS_QUEUE_URL")?.to_owned(),
+            url_policy: FromEnv::from_env(env)?,
+            health: FromEnv::from_env(env)?,
+            fallback: match env.optional("FALLBACK_ENDPOINT_ID") {
+                None => None,
+                Some(raw) => Some(EndpointId::parse(raw).ok_or(ConfigError::Invalid {
+                    name: "FALLBACK_ENDPOINT_ID",
+                    reason: "not an endpoint id (ep_ and 20 characters)".into(),
+                })?),
+            },
         })
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
+
+    pub const BASE: [(&str, &str); 4] = [
+        ("TABLE_NAME", "t"),
+        ("DELIVERIES_TABLE_NAME", "d"),
+        ("ENDPOINTS_TABLE_NAME", "e"),
+        ("JOBS_QUEUE_URL", "http://127.0.0.1:1/q"),
+    ];
 
     #[test]
     fn reads_and_bounds_the_presign_ttl() {
-        let c = StatusConfig::from_env(&Env::from_pairs([("TABLE_NAME", "t")])).unwrap();
+        let c = StatusConfig::from_env(&Env::from_pairs(BASE)).unwrap();
+        assert_eq!(
+            c.url_policy,
+            EndpointUrlPolicy::default(),
+            "a deployment's by default"
+        );
         assert_eq!(c.presign_ttl, Duration::from_secs(900));
-        let err = StatusConfig::from_env(&Env::from_pairs([
-            ("TABLE_NAME", "t"),
-            ("PRESIGN_TTL_SECS", "86400"),
-        ]))
+        let err = StatusConfig::from_env(&Env::from_pairs(
+            BASE.into_iter().chain([("PRESIGN_TTL_SECS", "86400")]),
+        ))
         .unwrap_err();
         assert!(err.to_string().contains("PRESIGN_TTL_SECS"));
         assert_eq!(
             StatusConfig::from_env(&Env::from_pairs([])).unwrap_err(),
             ConfigError::Missing { name: "TABLE_NAME" }
+        );
+        let err = StatusConfig::from_env(&Env::from_pairs(BASE.into_iter().take(3))).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::Missing {
+                name: "JOBS_QUEUE_URL"
+            }
         );
     }
 }

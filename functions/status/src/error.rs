@@ -4,6 +4,7 @@
 use lambda_http::http::{HeaderName, HeaderValue, StatusCode};
 use shared::domain::task_id::TaskIdError;
 use shared::lambda::http::{ApiError, BodyRefused, MethodNotAllowed, Unavailable};
+use shared::usecase::operate::OperateError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -24,6 +25,16 @@ pub enum StatusError {
     /// A registration body that is not `{"task_ids": [...]}` with 1–100 valid ids.
     #[error("{0}")]
     InvalidRegistration(String),
+    /// An endpoint or delivery id that is not one (`ep_…`, `dl_…`).
+    #[error("{0} id is invalid")]
+    InvalidId(&'static str),
+    /// A notification route's body or query that cannot be used.
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error(transparent)]
+    Operate(#[from] OperateError),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ApiError for StatusError {
@@ -36,6 +47,19 @@ impl ApiError for StatusError {
             Self::Presign(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Body(e) => e.status(),
             Self::InvalidRegistration(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidId(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Operate(e) => match e {
+                OperateError::NoEndpoint | OperateError::NoDelivery => StatusCode::NOT_FOUND,
+                OperateError::InvalidEndpoint(_) | OperateError::InvalidRequest(_) => {
+                    StatusCode::BAD_REQUEST
+                }
+                OperateError::NoOutcome | OperateError::Conflict => StatusCode::CONFLICT,
+                OperateError::Store(_) | OperateError::Queue(_) | OperateError::Deliver(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                OperateError::Random(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -48,6 +72,20 @@ impl ApiError for StatusError {
             Self::Presign(_) => "internal_error",
             Self::Body(e) => e.code(),
             Self::InvalidRegistration(_) => "invalid_registration",
+            Self::InvalidId(_) => "invalid_id",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::Operate(e) => match e {
+                OperateError::NoEndpoint | OperateError::NoDelivery => "not_found",
+                OperateError::InvalidEndpoint(_) => "invalid_endpoint",
+                OperateError::InvalidRequest(_) => "invalid_request",
+                OperateError::NoOutcome => "no_outcome",
+                OperateError::Conflict => "conflict",
+                OperateError::Store(_) | OperateError::Queue(_) | OperateError::Deliver(_) => {
+                    "unavailable"
+                }
+                OperateError::Random(_) => "internal_error",
+            },
+            Self::Internal(_) => "internal_error",
         }
     }
 
@@ -55,6 +93,12 @@ impl ApiError for StatusError {
         match self {
             Self::MethodNotAllowed(e) => e.headers(),
             Self::Unavailable(e) => e.headers(),
+            Self::Operate(
+                OperateError::Store(_) | OperateError::Queue(_) | OperateError::Deliver(_),
+            ) => vec![(
+                lambda_http::http::header::RETRY_AFTER,
+                HeaderValue::from_static("5"),
+            )],
             _ => Vec::new(),
         }
     }

@@ -3,6 +3,8 @@
 //!   stored. One GetItem, and a presign that is computed locally.
 //! - `POST /tasks` `{"task_ids": [...]}`: registers tasks whose callback is expected, so
 //!   the reconciler can poll the upstream if it never comes. One conditional put each.
+//! - `POST /tasks/{task_id}/notify`: notifies the task's outcome again.
+//! - the notification routes (`/endpoints…`, `/deliveries…`): [`crate::operator`].
 
 use std::time::Duration;
 
@@ -18,8 +20,13 @@ use shared::store::{Created, TaskStore};
 use shared::{TaskId, Timestamp};
 use tracing::{debug, info};
 
+use shared::notifications::{DeliveryLog, DeliveryStore, EndpointAdmin, EndpointStore, JobQueue};
+use shared::sender::Sender;
+use shared::usecase::operate::Operator;
+
 use crate::config::StatusConfig;
 use crate::error::StatusError;
+use crate::operator::{OperatorRoute, operator_route, serve_operator};
 
 /// How long one store call may take (also the SDK's operation timeout).
 pub const STORE_DEADLINE: Duration = Duration::from_secs(5);
@@ -31,11 +38,12 @@ const MAX_REGISTRATION_BODY: usize = 64 * 1024;
 
 /// The status function's dependencies.
 #[derive(Debug)]
-pub struct StatusService<S> {
+pub struct StatusService<S, D, E, Se, Q> {
     store: S,
     s3: aws_sdk_s3::Client,
     config: StatusConfig,
     registration_deadline: Duration,
+    operator: Operator<D, E, Se, Q>,
 }
 
 /// The public view of a task: the 200 body.
@@ -84,13 +92,26 @@ pub struct VideoView<'a> {
     pub url_expires_at: Timestamp,
 }
 
-impl<S: TaskStore> StatusService<S> {
-    pub fn new(store: S, s3: aws_sdk_s3::Client, config: StatusConfig) -> Self {
+impl<S, D, E, Se, Q> StatusService<S, D, E, Se, Q>
+where
+    S: TaskStore,
+    D: DeliveryStore + DeliveryLog,
+    E: EndpointStore + EndpointAdmin,
+    Se: Sender,
+    Q: JobQueue,
+{
+    pub fn new(
+        store: S,
+        s3: aws_sdk_s3::Client,
+        config: StatusConfig,
+        operator: Operator<D, E, Se, Q>,
+    ) -> Self {
         Self {
             store,
             s3,
             config,
             registration_deadline: REGISTRATION_DEADLINE,
+            operator,
         }
     }
 
@@ -100,6 +121,10 @@ impl<S: TaskStore> StatusService<S> {
             let raw_id = match route_of(&request) {
                 Route::Tasks => return self.register(&request).await,
                 Route::Task(raw) => raw,
+                Route::TaskNotify(raw) => return self.renotify(&request, &raw).await,
+                Route::Operator(route) => {
+                    return serve_operator(&self.operator, route, &request).await;
+                }
                 Route::Unknown => return Err(StatusError::UnknownRoute),
             };
             MethodNotAllowed::check(request.method(), Method::GET)?;
@@ -121,6 +146,21 @@ impl<S: TaskStore> StatusService<S> {
             Ok::<_, StatusError>(json_response(StatusCode::OK, &body))
         })
         .await
+    }
+
+    /// `POST /tasks/{task_id}/notify`: the outcome goes to every matching endpoint again.
+    async fn renotify(&self, request: &Request, raw: &str) -> Result<Response<Body>, StatusError> {
+        MethodNotAllowed::check(request.method(), Method::POST)?;
+        let task_id = TaskId::parse(raw).map_err(StatusError::InvalidTaskId)?;
+        tracing::Span::current().record("task_id", task_id.as_str());
+        let task = within_deadline(STORE_DEADLINE, self.store.get(&task_id))
+            .await?
+            .ok_or(StatusError::NotFound)?;
+        let endpoints = self.operator.renotify(&task, Timestamp::now()).await?;
+        Ok(json_response(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({ "task_id": task_id, "endpoints": endpoints }),
+        ))
     }
 
     /// `POST /tasks`: each id becomes an `expected` task unless it is already known.
@@ -222,36 +262,52 @@ enum Route {
     Tasks,
     /// `/tasks/{task_id}`, with the id as sent (not yet parsed).
     Task(String),
-    /// A path with no `tasks` segment (API Gateway would match no route).
+    /// `/tasks/{task_id}/notify`.
+    TaskNotify(String),
+    /// `/endpoints…`, `/deliveries…`.
+    Operator(OperatorRoute),
+    /// No such route (API Gateway would match none).
     Unknown,
 }
 
-/// API Gateway's `task_id` path parameter decides; without one (the local emulator, which
-/// matches no routes) the path does: whatever follows its first `tasks` segment is the id,
-/// percent-decoded, so a task may itself be called `tasks`.
+/// The path decides, from its first `tasks`, `endpoints` or `deliveries` segment (the
+/// local emulator serves the function under a prefix and matches no routes). A task id
+/// is API Gateway's `task_id` path parameter when there is one, else what follows
+/// `tasks`, percent-decoded, so a task may itself be called `tasks`.
 fn route_of(request: &Request) -> Route {
+    let path = request.uri().path();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let Some(at) = segments
+        .iter()
+        .position(|s| matches!(*s, "tasks" | "endpoints" | "deliveries"))
+    else {
+        return Route::Unknown;
+    };
+    let (collection, rest) = (segments[at], &segments[at + 1..]);
+    if collection != "tasks" {
+        return operator_route(collection, rest).map_or(Route::Unknown, Route::Operator);
+    }
+    let notify = rest.len() == 2 && rest[1] == "notify";
     if let Some(id) = request
         .path_parameters_ref()
         .and_then(|p| p.first("task_id"))
     {
-        return Route::Task(id.to_owned());
+        return match notify {
+            true => Route::TaskNotify(id.to_owned()),
+            false => Route::Task(id.to_owned()),
+        };
     }
-    let path = request.uri().path();
-    let mut segments = path.split('/').filter(|s| !s.is_empty());
-    if !segments.any(|s| s == "tasks") {
-        return Route::Unknown;
-    }
-    let mut after = segments.peekable();
-    if after.peek().is_none() {
-        return Route::Tasks;
-    }
-    // More than one segment joins with `/`, which no task id may hold: a 400, not a 404.
-    let raw = after.collect::<Vec<_>>().join("/");
-    Route::Task(
-        percent_encoding::percent_decode_str(&raw)
+    let decode = |raw: &str| {
+        percent_encoding::percent_decode_str(raw)
             .decode_utf8_lossy()
-            .into_owned(),
-    )
+            .into_owned()
+    };
+    match rest {
+        [] => Route::Tasks,
+        [id, "notify"] => Route::TaskNotify(decode(id)),
+        // More than one segment joins with `/`, which no task id may hold: a 400, not a 404.
+        _ => Route::Task(decode(&rest.join("/"))),
+    }
 }
 
 /// The public view of `task`, with its stored video and presigned URL if any.
@@ -299,17 +355,46 @@ mod tests {
     use serde_json::{Value, json};
     use shared::domain::task::{ClaimDecision, DEFAULT_TASK_TTL, Lease, Patch};
     use shared::lambda::config::Env;
+    use shared::notifications::memory::{MemoryDeliveries, MemoryEndpoints, MemoryQueue};
+    use shared::sender::scripted::ScriptedSender;
     use shared::store::Applied;
     use shared::test_support::fixtures::APIGW_V2_STATUS as FIXTURE;
     use shared::test_support::{MemoryTaskStore, envelope, static_s3_client};
+    use shared::usecase::deliver::{Courier, DeliverSettings};
+    use std::sync::Arc;
 
     const TASK: &str = "taskId_774b9aa0422f";
 
-    fn service() -> StatusService<MemoryTaskStore> {
-        let config = StatusConfig::from_env(&Env::from_pairs([("TABLE_NAME", "t")])).unwrap();
+    type Service = StatusService<
+        MemoryTaskStore,
+        Arc<MemoryDeliveries>,
+        Arc<MemoryEndpoints>,
+        ScriptedSender,
+        MemoryQueue,
+    >;
+
+    fn service() -> Service {
+        let local = crate::config::tests::BASE.into_iter().chain([
+            ("ENDPOINT_URL_ALLOW_HTTP", "true"),
+            ("ENDPOINT_URL_ALLOW_LOOPBACK", "true"),
+        ]);
+        let config = StatusConfig::from_env(&Env::from_pairs(local)).unwrap();
         // A real S3 client with static credentials: presigning is computed locally.
         let s3 = static_s3_client(None, "AKIDEXAMPLE", "secret");
-        StatusService::new(MemoryTaskStore::default(), s3, config)
+        let operator = Operator {
+            courier: Courier {
+                deliveries: Arc::default(),
+                endpoints: Arc::default(),
+                sender: ScriptedSender::default(),
+                queue: MemoryQueue::default(),
+                settings: DeliverSettings {
+                    health: config.health,
+                    fallback: None,
+                },
+            },
+            url_policy: config.url_policy.clone(),
+        };
+        StatusService::new(MemoryTaskStore::default(), s3, config, operator)
     }
 
     fn request(edit: impl FnOnce(&mut Value)) -> Request {
@@ -600,6 +685,17 @@ mod tests {
         assert_eq!(get("/tasks/a/b"), Route::Task("a/b".into()));
         assert_eq!(get("/"), Route::Unknown);
         assert_eq!(get("/task/abc"), Route::Unknown);
+        assert_eq!(get("/tasks/abc/notify"), Route::TaskNotify("abc".into()));
+        assert_eq!(get("/tasks/abc/other"), Route::Task("abc/other".into()));
+        assert_eq!(
+            get("/lambda-url/status/endpoints"),
+            Route::Operator(OperatorRoute::Endpoints)
+        );
+        assert_eq!(
+            get("/deliveries/dl_1/retry"),
+            Route::Operator(OperatorRoute::DeliveryRetry("dl_1".into()))
+        );
+        assert_eq!(get("/endpoints/a/b/c"), Route::Unknown);
         // API Gateway's parameter decides, whatever the path says.
         let routed = request(|v| {
             v["pathParameters"]["task_id"] = "tasks".into();
@@ -640,5 +736,187 @@ mod tests {
                 "{method} {path}"
             );
         }
+    }
+
+    fn call(method: &str, path: &str, body: Option<&str>) -> Request {
+        on_path(method, path, |v| {
+            if let Some(body) = body {
+                v["headers"]["content-type"] = "application/json".into();
+                v["body"] = body.into();
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn endpoints_are_created_with_a_secret_shown_once_tested_listed_and_deleted() {
+        let s = service();
+        let created = s
+            .handle(call(
+                "POST",
+                "/endpoints",
+                Some(r#"{"kind":"webhook","url":"http://127.0.0.1:9/hook"}"#),
+            ))
+            .await;
+        assert_eq!(created.status(), 201);
+        let created = read(&created);
+        let secret = created["secret"].as_str().unwrap().to_owned();
+        assert!(secret.starts_with("whsec_"));
+        let id = created["endpoint"]["id"].as_str().unwrap().to_owned();
+
+        for path in ["/endpoints".to_owned(), format!("/endpoints/{id}")] {
+            let shown = s.handle(call("GET", &path, None)).await;
+            assert_eq!(shown.status(), 200);
+            let text = std::str::from_utf8(shown.body().as_ref())
+                .unwrap()
+                .to_owned();
+            assert!(text.contains(&id));
+            assert!(
+                !text.contains(&secret[6..]),
+                "the secret is never shown again: {text}"
+            );
+            assert!(!text.contains("\"secret\""));
+        }
+
+        s.operator.courier.sender.answer(204, "");
+        let tested = s
+            .handle(call("POST", &format!("/endpoints/{id}/test"), None))
+            .await;
+        assert_eq!(tested.status(), 200);
+        let tested = read(&tested);
+        assert_eq!(tested["outcome"], "succeeded");
+        assert_eq!(tested["delivery"]["event"]["type"], "test");
+        let delivery = tested["delivery"]["id"].as_str().unwrap().to_owned();
+
+        let page = read(
+            &s.handle(call(
+                "GET",
+                &format!("/endpoints/{id}/deliveries?limit=1"),
+                None,
+            ))
+            .await,
+        );
+        assert_eq!(page["deliveries"][0]["id"], delivery.as_str());
+        let retried = s
+            .handle(call("POST", &format!("/deliveries/{delivery}/retry"), None))
+            .await;
+        assert_eq!(retried.status(), 202);
+        assert_eq!(read(&retried)["delivery"]["status"], "pending");
+        assert_eq!(
+            s.operator.courier.queue.jobs().len(),
+            1,
+            "the replay is queued"
+        );
+
+        let off = read(
+            &s.handle(call("POST", &format!("/endpoints/{id}/disable"), None))
+                .await,
+        );
+        assert_eq!(off["endpoint"]["enabled"], false);
+        let rotated = read(
+            &s.handle(call(
+                "POST",
+                &format!("/endpoints/{id}/rotate-secret"),
+                None,
+            ))
+            .await,
+        );
+        assert_ne!(rotated["secret"].as_str().unwrap(), secret);
+
+        assert_eq!(
+            s.handle(call("DELETE", &format!("/endpoints/{id}"), None))
+                .await
+                .status(),
+            204
+        );
+        let gone = s
+            .handle(call("GET", &format!("/endpoints/{id}"), None))
+            .await;
+        assert_eq!(
+            (gone.status().as_u16(), read(&gone)["error"].clone()),
+            (404, "not_found".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn notification_routes_refuse_what_they_cannot_use() {
+        let s = service();
+        let cases: [(&str, &str, Option<&str>, u16, &str); 9] = [
+            (
+                "POST",
+                "/endpoints",
+                Some(r#"{"kind":"webhook","url":"ftp://x"}"#),
+                400,
+                "invalid_endpoint",
+            ),
+            (
+                "POST",
+                "/endpoints",
+                Some(r#"{"kind":"webhook","url":"http://127.0.0.1:9/","extra":1}"#),
+                400,
+                "invalid_request",
+            ),
+            (
+                "POST",
+                "/endpoints",
+                Some("not json"),
+                400,
+                "invalid_request",
+            ),
+            ("GET", "/endpoints/not-an-id", None, 400, "invalid_id"),
+            (
+                "GET",
+                "/endpoints/ep_aaaaaaaaaaaaaaaaaaaa",
+                None,
+                404,
+                "not_found",
+            ),
+            (
+                "PATCH",
+                "/endpoints/ep_aaaaaaaaaaaaaaaaaaaa",
+                None,
+                405,
+                "method_not_allowed",
+            ),
+            (
+                "POST",
+                "/endpoints/ep_aaaaaaaaaaaaaaaaaaaa/explode",
+                None,
+                404,
+                "not_found",
+            ),
+            ("GET", "/deliveries/nope", None, 400, "invalid_id"),
+            (
+                "POST",
+                &format!("/tasks/{TASK}/notify"),
+                None,
+                404,
+                "not_found",
+            ),
+        ];
+        for (method, path, body, status, code) in cases {
+            let answer = s.handle(call(method, path, body)).await;
+            assert_eq!(answer.status().as_u16(), status, "{method} {path}");
+            assert_eq!(read(&answer)["error"], code, "{method} {path}");
+        }
+        let unsupported = s
+            .handle(on_path("POST", "/endpoints", |v| {
+                v["headers"]["content-type"] = "text/plain".into();
+                v["body"] = "{}".into();
+            }))
+            .await;
+        assert_eq!(unsupported.status(), 415);
+        let allow = s
+            .handle(call("PATCH", "/endpoints/ep_aaaaaaaaaaaaaaaaaaaa", None))
+            .await;
+        assert_eq!(allow.headers()["allow"], "GET, PUT, DELETE");
+        // A task without an outcome has nothing to notify: 409.
+        seed(&s.store, 200).await;
+        let open = s
+            .handle(call("POST", &format!("/tasks/{TASK}/notify"), None))
+            .await;
+        assert_eq!(
+            (open.status().as_u16(), read(&open)["error"].clone()),
+            (409, "no_outcome".into())
+        );
     }
 }

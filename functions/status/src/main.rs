@@ -1,18 +1,29 @@
-//! Status Lambda: `GET /tasks/{task_id}` → the task's state, with a presigned URL once
-//! stored. Wiring only; the handler is in [`handler`], its refusals in [`error`].
+//! Status Lambda: the operator API. `GET /tasks/{task_id}` → the task's state, with a
+//! presigned URL once stored; task registration; the notification routes. Wiring only;
+//! the handler is in [`handler`] and [`operator`], its refusals in [`error`].
+
+// The handler's future nests the operator use case, the deliver use case (a test send)
+// and the ports' futures; computing its layout needs more than the default 128 levels.
+#![recursion_limit = "256"]
 
 mod config;
 mod error;
 mod handler;
+mod operator;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_http::{Error, Request, service_fn};
-use shared::lambda::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config};
+use shared::lambda::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config, sqs_client};
 use shared::lambda::config::Env;
 use shared::lambda::telemetry;
+use shared::notifications::dynamodb::DynamoNotifications;
+use shared::notifications::sqs::SqsJobQueue;
+use shared::sender::http::HttpSender;
 use shared::store::dynamodb::DynamoTaskStore;
+use shared::usecase::deliver::{Courier, DeliverSettings};
+use shared::usecase::operate::Operator;
 use tracing::{error, info};
 
 use crate::config::StatusConfig;
@@ -31,9 +42,28 @@ async fn main() -> Result<(), Error> {
         attempt: Duration::from_secs(2),
         max_attempts: 3,
     };
-    let store = DynamoTaskStore::new(dynamodb_client(&sdk, timeouts), config.table_name.clone());
+    let dynamodb = dynamodb_client(&sdk, timeouts);
+    let store = DynamoTaskStore::new(dynamodb.clone(), config.table_name.clone());
     let s3 = s3_client(&sdk, config.s3_force_path_style);
-    let service = Arc::new(StatusService::new(store, s3, config));
+    let notifications = DynamoNotifications::new(
+        dynamodb,
+        config.deliveries_table.clone(),
+        config.endpoints_table.clone(),
+    );
+    let operator = Operator {
+        courier: Courier {
+            deliveries: notifications.clone(),
+            endpoints: notifications,
+            sender: HttpSender::new(config.url_policy.guard.clone())?,
+            queue: SqsJobQueue::new(sqs_client(&sdk), config.jobs_queue_url.clone()),
+            settings: DeliverSettings {
+                health: config.health,
+                fallback: config.fallback.clone(),
+            },
+        },
+        url_policy: config.url_policy.clone(),
+    };
+    let service = Arc::new(StatusService::new(store, s3, config, operator));
 
     lambda_http::run(service_fn(move |request: Request| {
         let service = Arc::clone(&service);

@@ -97,8 +97,8 @@ pub fn error_response<B: From<String>>(err: &dyn ApiError, latency: Duration) ->
 #[error("method {method} is not allowed")]
 pub struct MethodNotAllowed {
     pub method: String,
-    /// The one method the route answers.
-    pub allow: Method,
+    /// The methods the route answers.
+    pub allow: Vec<Method>,
 }
 
 impl MethodNotAllowed {
@@ -107,10 +107,15 @@ impl MethodNotAllowed {
         if *method == allow {
             Ok(())
         } else {
-            Err(Self {
-                method: method.to_string(),
-                allow,
-            })
+            Err(Self::of(method, &[allow]))
+        }
+    }
+
+    /// `method` refused by a route that answers `allow`.
+    pub fn of(method: &Method, allow: &[Method]) -> Self {
+        Self {
+            method: method.to_string(),
+            allow: allow.to_vec(),
         }
     }
 }
@@ -125,7 +130,8 @@ impl ApiError for MethodNotAllowed {
     }
 
     fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
-        HeaderValue::from_str(self.allow.as_str())
+        let allow: Vec<&str> = self.allow.iter().map(Method::as_str).collect();
+        HeaderValue::from_str(&allow.join(", "))
             .map(|v| vec![(ALLOW, v)])
             .unwrap_or_default()
     }

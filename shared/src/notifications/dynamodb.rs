@@ -8,12 +8,16 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
-use super::{DeliveryStore, Endpoint, EndpointStore, NotifyStoreError, Saved, ThresholdStore};
+use super::{
+    DeliveryCursor, DeliveryLog, DeliveryPage, DeliveryQuery, DeliveryStore, Endpoint,
+    EndpointAdmin, EndpointStore, NotifyStoreError, Saved, ThresholdStore,
+};
 use crate::domain::clock::Timestamp;
 use crate::domain::notify::delivery::{Delivery, DeliveryId};
 use crate::domain::notify::endpoint::{EndpointId, EndpointSettings};
@@ -263,9 +267,8 @@ fn busy_from_item(item: &DynamoItem) -> Result<Busy, NotifyStoreError> {
     })
 }
 
-impl DynamoNotifications {
-    /// Writes a new endpoint; `false` if one with its id exists.
-    pub async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<bool, NotifyStoreError> {
+impl EndpointAdmin for DynamoNotifications {
+    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<bool, NotifyStoreError> {
         let request = self
             .client
             .put_item()
@@ -273,6 +276,110 @@ impl DynamoNotifications {
             .set_item(Some(endpoint_to_item(endpoint)?))
             .condition_expression("attribute_not_exists(endpoint_id)");
         conditional_put(request).await
+    }
+
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, NotifyStoreError> {
+        // The same attributes `endpoint_to_item` writes for settings and secrets: set the
+        // present ones, remove the absent ones; health and the enabled flag stay.
+        let item = endpoint_to_item(endpoint)?;
+        const REPLACED: [&str; 6] = [
+            "settings",
+            "signing_key",
+            "signing_previous",
+            "signing_previous_until",
+            "feishu_secret",
+            "updated_at",
+        ];
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.endpoints)
+            .set_key(Some(Self::key(&endpoint.id, "endpoint")))
+            .condition_expression("attribute_exists(endpoint_id)");
+        let (mut set, mut remove) = (Vec::new(), Vec::new());
+        for name in REPLACED {
+            match item.get(name) {
+                Some(value) => {
+                    set.push(format!("{name} = :{name}"));
+                    request =
+                        request.expression_attribute_values(format!(":{name}"), value.clone());
+                }
+                None => remove.push(name),
+            }
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        Ok(conditional_update(request.update_expression(expression))
+            .await?
+            .is_some())
+    }
+
+    async fn enable(&self, id: &EndpointId, now: Timestamp) -> Result<bool, NotifyStoreError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.endpoints)
+            .set_key(Some(Self::key(id, "endpoint")))
+            .update_expression(
+                "SET enabled = :yes, consecutive_failures = :zero, updated_at = :now \
+                 REMOVE failing_since, disabled_at, disabled_reason",
+            )
+            .condition_expression("attribute_exists(endpoint_id)")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", s(now.to_rfc3339()));
+        Ok(conditional_update(request).await?.is_some())
+    }
+
+    async fn delete_endpoint(&self, id: &EndpointId) -> Result<bool, NotifyStoreError> {
+        let deleted = match self
+            .client
+            .delete_item()
+            .table_name(&self.endpoints)
+            .set_key(Some(Self::key(id, "endpoint")))
+            .condition_expression("attribute_exists(endpoint_id)")
+            .send()
+            .await
+        {
+            Ok(_) => true,
+            Err(SdkError::ServiceError(e)) => match e.into_err() {
+                DeleteItemError::ConditionalCheckFailedException(_) => false,
+                other => return Err(unavailable(other)),
+            },
+            Err(other) => return Err(unavailable(other)),
+        };
+        // Then its counters, batches and busy period (rate windows expire on their own,
+        // but go too when found).
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.endpoints)
+                .key_condition_expression("endpoint_id = :id")
+                .expression_attribute_values(":id", s(id.as_str()))
+                .projection_expression("endpoint_id, sk")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for key in page.items.unwrap_or_default() {
+                self.client
+                    .delete_item()
+                    .table_name(&self.endpoints)
+                    .set_key(Some(key))
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(deleted)
     }
 }
 
@@ -568,5 +675,66 @@ impl DeliveryStore for DynamoNotifications {
         } else {
             Saved::Conflict
         })
+    }
+}
+
+/// The `by-endpoint` index's name (template.yaml, DeliveriesTable).
+const BY_ENDPOINT: &str = "by-endpoint";
+
+impl DeliveryLog for DynamoNotifications {
+    async fn list_for_endpoint(&self, q: &DeliveryQuery) -> Result<DeliveryPage, NotifyStoreError> {
+        let mut condition = "endpoint_id = :e".to_owned();
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.deliveries)
+            .index_name(BY_ENDPOINT)
+            .scan_index_forward(false)
+            .expression_attribute_values(":e", s(q.endpoint.as_str()));
+        // Timestamps are fixed-width RFC 3339 (milliseconds, Z): they sort as they compare.
+        let from = q.since.map(Timestamp::to_rfc3339);
+        let to = q.until.map(Timestamp::to_rfc3339);
+        match (from, to) {
+            (Some(a), Some(b)) => {
+                condition.push_str(" AND created_at BETWEEN :a AND :b");
+                request = request
+                    .expression_attribute_values(":a", s(a))
+                    .expression_attribute_values(":b", s(b));
+            }
+            (Some(a), None) => {
+                condition.push_str(" AND created_at >= :a");
+                request = request.expression_attribute_values(":a", s(a));
+            }
+            (None, Some(b)) => {
+                condition.push_str(" AND created_at <= :b");
+                request = request.expression_attribute_values(":b", s(b));
+            }
+            (None, None) => {}
+        }
+        if let Some(after) = &q.after {
+            request = request.set_exclusive_start_key(Some(HashMap::from([
+                ("delivery_id".to_owned(), s(after.id.as_str())),
+                ("endpoint_id".to_owned(), s(q.endpoint.as_str())),
+                ("created_at".to_owned(), s(after.created_at.to_rfc3339())),
+            ])));
+        }
+        let limit = i32::try_from(q.limit.max(1)).unwrap_or(i32::MAX);
+        let out = request
+            .key_condition_expression(condition)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let deliveries = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(delivery_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        // DynamoDB names a last key whenever the page is full, even if nothing follows.
+        let next = out
+            .last_evaluated_key
+            .and_then(|_| deliveries.last().map(DeliveryCursor::after));
+        Ok(DeliveryPage { deliveries, next })
     }
 }

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::{
-    DeliveryStore, Endpoint, EndpointStore, Job, JobQueue, NotifyStoreError, QueueError, QueuedJob,
-    Requeue, Saved, ThresholdStore,
+    DeliveryCursor, DeliveryLog, DeliveryPage, DeliveryQuery, DeliveryStore, Endpoint,
+    EndpointAdmin, EndpointStore, Job, JobQueue, NotifyStoreError, QueueError, QueuedJob, Requeue,
+    Saved, ThresholdStore,
 };
 use crate::domain::clock::Timestamp;
 use crate::domain::notify::delivery::{Delivery, DeliveryId};
@@ -97,6 +98,46 @@ impl EndpointStore for MemoryEndpoints {
     }
 }
 
+impl EndpointAdmin for MemoryEndpoints {
+    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<bool, NotifyStoreError> {
+        let mut all = lock(&self.endpoints);
+        if all.contains_key(&endpoint.id) {
+            return Ok(false);
+        }
+        all.insert(endpoint.id.clone(), endpoint.clone());
+        Ok(true)
+    }
+
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, NotifyStoreError> {
+        let mut all = lock(&self.endpoints);
+        let Some(stored) = all.get_mut(&endpoint.id) else {
+            return Ok(false);
+        };
+        stored.settings = endpoint.settings.clone();
+        stored.signing = endpoint.signing.clone();
+        stored.feishu_secret = endpoint.feishu_secret.clone();
+        stored.updated_at = endpoint.updated_at;
+        Ok(true)
+    }
+
+    async fn enable(&self, id: &EndpointId, now: Timestamp) -> Result<bool, NotifyStoreError> {
+        let mut all = lock(&self.endpoints);
+        let Some(stored) = all.get_mut(id) else {
+            return Ok(false);
+        };
+        stored.enabled = true;
+        stored.disabled = None;
+        stored.health = Health::default();
+        stored.updated_at = now;
+        Ok(true)
+    }
+
+    async fn delete_endpoint(&self, id: &EndpointId) -> Result<bool, NotifyStoreError> {
+        lock(&self.windows).retain(|(e, _), _| e != id);
+        Ok(lock(&self.endpoints).remove(id).is_some())
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct MemoryDeliveries {
     deliveries: Mutex<HashMap<DeliveryId, Delivery>>,
@@ -157,6 +198,35 @@ impl DeliveryStore for MemoryDeliveries {
             }
             _ => Ok(Saved::Conflict),
         }
+    }
+}
+
+impl DeliveryLog for MemoryDeliveries {
+    async fn list_for_endpoint(&self, q: &DeliveryQuery) -> Result<DeliveryPage, NotifyStoreError> {
+        self.up()?;
+        let key = |d: &Delivery| (d.created_at, d.id.clone());
+        let mut all: Vec<Delivery> = lock(&self.deliveries)
+            .values()
+            .filter(|d| d.endpoint_id == q.endpoint)
+            .filter(|d| q.since.is_none_or(|s| d.created_at >= s))
+            .filter(|d| q.until.is_none_or(|u| d.created_at <= u))
+            .filter(|d| {
+                q.after
+                    .as_ref()
+                    .is_none_or(|c| key(d) < (c.created_at, c.id.clone()))
+            })
+            .cloned()
+            .collect();
+        all.sort_by_key(|d| std::cmp::Reverse(key(d)));
+        let more = all.len() > q.limit;
+        all.truncate(q.limit);
+        let next = more
+            .then(|| all.last().map(DeliveryCursor::after))
+            .flatten();
+        Ok(DeliveryPage {
+            deliveries: all,
+            next,
+        })
     }
 }
 

@@ -229,6 +229,134 @@ impl<T: Requeue> Requeue for std::sync::Arc<T> {
     }
 }
 
+/// The operator's writes to endpoints (the `/endpoints` routes).
+pub trait EndpointAdmin: Send + Sync {
+    /// Writes a new endpoint; `false` if one with its id exists.
+    fn create_endpoint(
+        &self,
+        endpoint: &Endpoint,
+    ) -> impl Future<Output = Result<bool, NotifyStoreError>> + Send;
+
+    /// Replaces the settings, secrets and `updated_at` of an existing endpoint (health,
+    /// counters and the enabled flag stay); `false` if there is none.
+    fn update_endpoint(
+        &self,
+        endpoint: &Endpoint,
+    ) -> impl Future<Output = Result<bool, NotifyStoreError>> + Send;
+
+    /// Enables the endpoint again with its health reset; `false` if there is none.
+    fn enable(
+        &self,
+        id: &EndpointId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, NotifyStoreError>> + Send;
+
+    /// Deletes the endpoint and its counters; `false` if there was none. Its deliveries
+    /// stay until their TTL (the history an operator may still want to read).
+    fn delete_endpoint(
+        &self,
+        id: &EndpointId,
+    ) -> impl Future<Output = Result<bool, NotifyStoreError>> + Send;
+}
+
+/// Where a page of deliveries starts: after this one (newest first, so an older one).
+/// Shown to callers as `created_at|delivery_id`, the same for every adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryCursor {
+    pub created_at: Timestamp,
+    pub id: DeliveryId,
+}
+
+impl DeliveryCursor {
+    pub fn after(delivery: &Delivery) -> Self {
+        Self {
+            created_at: delivery.created_at,
+            id: delivery.id.clone(),
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (at, id) = raw.split_once('|')?;
+        Some(Self {
+            created_at: Timestamp::parse_rfc3339(at)?,
+            id: DeliveryId::parse(id)?,
+        })
+    }
+}
+
+impl std::fmt::Display for DeliveryCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}|{}", self.created_at.to_rfc3339(), self.id)
+    }
+}
+
+/// Which deliveries of one endpoint to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryQuery {
+    pub endpoint: EndpointId,
+    /// Created at or after…
+    pub since: Option<Timestamp>,
+    /// …and at or before.
+    pub until: Option<Timestamp>,
+    pub limit: usize,
+    pub after: Option<DeliveryCursor>,
+}
+
+/// Deliveries, newest first, and where the next page starts (none: this was the last).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryPage {
+    pub deliveries: Vec<Delivery>,
+    pub next: Option<DeliveryCursor>,
+}
+
+/// Reading an endpoint's deliveries (the `by-endpoint` index), newest first.
+pub trait DeliveryLog: Send + Sync {
+    fn list_for_endpoint(
+        &self,
+        query: &DeliveryQuery,
+    ) -> impl Future<Output = Result<DeliveryPage, NotifyStoreError>> + Send;
+}
+
+impl<T: EndpointAdmin> EndpointAdmin for std::sync::Arc<T> {
+    fn create_endpoint(
+        &self,
+        endpoint: &Endpoint,
+    ) -> impl Future<Output = Result<bool, NotifyStoreError>> + Send {
+        (**self).create_endpoint(endpoint)
+    }
+
+    fn update_endpoint(
+        &self,
+        endpoint: &Endpoint,
+    ) -> impl Future<Output = Result<bool, NotifyStoreError>> + Send {
+        (**self).update_endpoint(endpoint)
+    }
+
+    fn enable(
+        &self,
+        id: &EndpointId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, NotifyStoreError>> + Send {
+        (**self).enable(id, now)
+    }
+
+    fn delete_endpoint(
+        &self,
+        id: &EndpointId,
+    ) -> impl Future<Output = Result<bool, NotifyStoreError>> + Send {
+        (**self).delete_endpoint(id)
+    }
+}
+
+impl<T: DeliveryLog> DeliveryLog for std::sync::Arc<T> {
+    fn list_for_endpoint(
+        &self,
+        query: &DeliveryQuery,
+    ) -> impl Future<Output = Result<DeliveryPage, NotifyStoreError>> + Send {
+        (**self).list_for_endpoint(query)
+    }
+}
+
 /// The counters behind batch and drain endpoints (see `domain::notify::threshold`).
 pub trait ThresholdStore: Send + Sync {
     /// Adds one to the endpoint's completion counter; the new value.

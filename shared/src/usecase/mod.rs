@@ -2,4 +2,5 @@
 
 pub mod deliver;
 pub mod notify;
+pub mod operate;
 pub mod record_callback;
