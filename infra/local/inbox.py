@@ -7,7 +7,8 @@ entry of `webhook-signature`. The answer is scripted per name (for the retry, 41
 chat-error cases), 200 once the script is used up.
 
     PUT  /_secret/<name>     body: the endpoint's whsec_ secret (as `POST /endpoints` returned it)
-    PUT  /_script/<name>     body: [{"status": 503, "body": "...", "headers": {...}, "delay_s": 0}, ...]
+    PUT  /_script/<name>     body: [{"status": 503, "body": "...", "headers": {...}, "delay_s": 0,
+                                    "match": "only for bodies containing this"}, ...]
     GET  /_requests/<name>   what arrived, oldest first: [{"headers", "body", "signature", "at"}, ...]
     POST /hooks/<name>       a notification
 
@@ -69,11 +70,21 @@ class Inbox:
                 "signature": verify(secret, headers, body, time.time()) if secret else "no_secret",
             }
             self.requests.setdefault(name, []).append(entry)
-            answer = self.scripts.get(name, []).pop(0) if self.scripts.get(name) else {"status": 200}
+            answer = self._next_answer(name, entry["body"])
         if self.log_path:
             with self.lock, self.log_path.open("a") as f:
                 f.write(json.dumps({"hook": name, **entry, "answered": answer.get("status", 200)}) + "\n")
         return answer
+
+
+    def _next_answer(self, name: str, body: str) -> dict[str, Any]:
+        # The first scripted answer for this request (one with "match" only answers a
+        # body containing it), used up; 200 when none is left.
+        script = self.scripts.get(name, [])
+        for i, answer in enumerate(script):
+            if answer.get("match") is None or str(answer["match"]) in body:
+                return script.pop(i)
+        return {"status": 200}
 
 
 def handler_for(inbox: Inbox) -> type[http.server.BaseHTTPRequestHandler]:

@@ -240,6 +240,9 @@ class Config:
             "JOBS_QUEUE_URL": self.jobs_queue_url,
             "JOBS_DLQ_URL": f"{self.dynamodb_url}/123456789012/{self.jobs_dead_letter_queue}",
             "INBOX_URL": self.inbox_url,
+            # The notification routes of the operator API (status function).
+            "ENDPOINTS_URL": f"{self.lambda_url}/lambda-url/status/endpoints",
+            "DELIVERIES_URL": f"{self.lambda_url}/lambda-url/status/deliveries",
             "INBOX_PORT": str(self.inbox_port),
             "BUCKET_NAME": self.bucket,
             "CALLBACK_TOKEN": self.token,
@@ -819,6 +822,14 @@ Register a task whose callback is expected (the reconciler polls the simulated u
 every {os.environ.get('RECONCILE_EVERY_S', RECONCILE_EVERY_S)}s), then tell the upstream it finished:
   curl -sS -X POST '{env['TASKS_URL']}' -H 'Content-Type: application/json' -d '{{"task_ids":["{task}-x"]}}'
   curl -sS -X PUT '{cfg.upstream_url}admin/tasks/{task}-x' -d '{{"successFlag":"SUCCESS","response":{{"videoUrl":"{cfg.files_url}/sample.mp4"}}}}'
+Get notified: add a signed webhook endpoint for the local inbox (its secret is shown
+once: hand it to the inbox, which checks every signature), send the callback above, then
+read what arrived ("signature": "valid"; also in .local/inbox.jsonl; the first one takes
+some seconds while the notify and deliver functions start):
+  secret=$(curl -sS -X POST '{env['ENDPOINTS_URL']}' -H 'Content-Type: application/json' \\
+    -d '{{"kind":"webhook","url":"{cfg.inbox_url}/hooks/demo"}}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+  curl -sS -X PUT '{cfg.inbox_url}/_secret/demo' --data "$secret"
+  curl -sS '{cfg.inbox_url}/_requests/demo'
 Use the settings in a shell:  set -a; . .local/stack.env; set +a
 """, flush=True)
 

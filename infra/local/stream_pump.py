@@ -668,9 +668,10 @@ def _binary(template: dict[str, Any], function_id: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s [stream-pump] %(levelname)s %(message)s")
     args = build_arg_parser().parse_args(argv)
+    name = "stream-pump" if args.function_id == template_model.INGEST_ID else f"stream-pump {args.function_id}"
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s [{name}] %(levelname)s %(message)s")
     try:
         pump = build_pump(args)
     except (template_model.TemplateError, PatternError) as e:

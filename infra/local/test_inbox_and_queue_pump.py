@@ -56,6 +56,11 @@ class InboxServerTest(unittest.TestCase):
             status, _, headers = call("POST", "/hooks/a", b"2")
             self.assertEqual((status, headers.get("Retry-After")), (429, "7"))
             self.assertEqual(call("POST", "/hooks/a", b"3")[0], 200)
+            only_b = [{"status": 500, "match": "task-b"}]
+            self.assertEqual(call("PUT", "/_script/m", json.dumps(only_b).encode())[0], 204)
+            self.assertEqual(call("POST", "/hooks/m", b"task-a")[0], 200, "not matched: 200")
+            self.assertEqual(call("POST", "/hooks/m", b"task-b")[0], 500)
+            self.assertEqual(call("POST", "/hooks/m", b"task-b")[0], 200, "used up")
             got = json.loads(call("GET", "/_requests/a")[1])
             self.assertEqual([g["body"] for g in got], ["1", "2", "3"])
             self.assertEqual({g["signature"] for g in got}, {"no_secret"})

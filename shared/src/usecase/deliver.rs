@@ -238,6 +238,7 @@ where
             },
             endpoint_id = %endpoint.id,
             event_id = %recorded.event.id,
+            task_id = recorded.event.task().map(|t| t.task_id.as_str()),
             status_code,
             error_class = verdict.failure().map(|c| c.as_str()),
             attempt = recorded.attempt_count,

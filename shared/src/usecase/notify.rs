@@ -74,7 +74,7 @@ where
             if !endpoint
                 .settings
                 .filter
-                .matches(event.event_type, Some(task.status))
+                .matches(event.event_type, Some((&task.task_id, task.status)))
             {
                 report.filtered += 1;
                 continue;

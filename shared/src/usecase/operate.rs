@@ -353,7 +353,7 @@ where
                 || !endpoint
                     .settings
                     .filter
-                    .matches(event.event_type, Some(task.status))
+                    .matches(event.event_type, Some((&task.task_id, task.status)))
             {
                 continue;
             }

@@ -14,6 +14,7 @@ use super::schedule::RetrySchedule;
 use crate::domain::clock::Timestamp;
 use crate::domain::ssrf::{Blocked, UrlPolicy};
 use crate::domain::task::TaskStatus;
+use crate::domain::task_id::TaskId;
 
 /// An endpoint's id: `ep_` and 20 lowercase base-32 characters, random.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -65,7 +66,8 @@ impl fmt::Display for EndpointId {
 }
 
 /// Which events an endpoint wants. Empty lists mean "all" (of task events: both
-/// outcomes; of types: every type but `test`, which goes wherever it is sent).
+/// outcomes and every task; of types: every type but `test`, which goes wherever it is
+/// sent).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
@@ -73,23 +75,49 @@ pub struct Filter {
     pub types: BTreeSet<String>,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub statuses: BTreeSet<String>,
+    /// Only tasks whose id starts with one of these (one upstream project, one
+    /// customer's prefix).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub task_id_prefixes: BTreeSet<String>,
 }
 
+/// Prefixes one filter may hold, and how long each may be.
+const MAX_PREFIXES: usize = 20;
+const MAX_PREFIX_LEN: usize = 128;
+
 impl Filter {
-    /// Whether an event of `event_type` (about a task in `status`, for task events) passes.
-    pub fn matches(&self, event_type: EventType, status: Option<TaskStatus>) -> bool {
+    /// Whether an event of `event_type` (about `task` in its status, for task events)
+    /// passes.
+    pub fn matches(&self, event_type: EventType, task: Option<(&TaskId, TaskStatus)>) -> bool {
         if event_type == EventType::Test {
             return true;
         }
         let type_ok = self.types.is_empty() || self.types.contains(event_type.as_str());
-        let status_ok = match status {
-            Some(s) => self.statuses.is_empty() || self.statuses.contains(s.as_str()),
+        let task_ok = match task {
+            Some((id, status)) => {
+                (self.statuses.is_empty() || self.statuses.contains(status.as_str()))
+                    && (self.task_id_prefixes.is_empty()
+                        || self
+                            .task_id_prefixes
+                            .iter()
+                            .any(|p| id.as_str().starts_with(p.as_str())))
+            }
             None => true,
         };
-        type_ok && status_ok
+        type_ok && task_ok
     }
 
     fn check(&self) -> Result<(), EndpointError> {
+        if self.task_id_prefixes.len() > MAX_PREFIXES
+            || self
+                .task_id_prefixes
+                .iter()
+                .any(|p| p.is_empty() || p.len() > MAX_PREFIX_LEN)
+        {
+            return Err(EndpointError::Invalid(format!(
+                "task_id_prefixes: at most {MAX_PREFIXES}, each 1 to {MAX_PREFIX_LEN} bytes"
+            )));
+        }
         for t in &self.types {
             if EventType::parse(t).is_none() {
                 return Err(EndpointError::Invalid(format!("unknown event type {t:?}")));
@@ -647,25 +675,47 @@ mod tests {
 
     #[test]
     fn filters() {
+        let tid = TaskId::parse("proj-a-1").unwrap();
         let all = Filter::default();
-        assert!(all.matches(EventType::TaskStored, Some(TaskStatus::Stored)));
+        assert!(all.matches(EventType::TaskStored, Some((&tid, TaskStatus::Stored))));
         assert!(all.matches(EventType::QueueDrained, None));
         let failures = Filter {
-            types: BTreeSet::new(),
             statuses: ["failed".to_owned()].into(),
+            ..Filter::default()
         };
-        assert!(failures.matches(EventType::TaskFailed, Some(TaskStatus::Failed)));
-        assert!(!failures.matches(EventType::TaskStored, Some(TaskStatus::Stored)));
+        assert!(failures.matches(EventType::TaskFailed, Some((&tid, TaskStatus::Failed))));
+        assert!(!failures.matches(EventType::TaskStored, Some((&tid, TaskStatus::Stored))));
         let stored_only = Filter {
             types: ["task.stored".to_owned()].into(),
-            statuses: BTreeSet::new(),
+            ..Filter::default()
         };
-        assert!(!stored_only.matches(EventType::TaskFailed, Some(TaskStatus::Failed)));
+        assert!(!stored_only.matches(EventType::TaskFailed, Some((&tid, TaskStatus::Failed))));
         assert!(!stored_only.matches(EventType::BatchCompleted, None));
         assert!(
             stored_only.matches(EventType::Test, None),
             "a test goes where it is sent"
         );
+        let project = Filter {
+            task_id_prefixes: ["proj-a-".to_owned(), "x".to_owned()].into(),
+            ..Filter::default()
+        };
+        let other = TaskId::parse("proj-b-1").unwrap();
+        assert!(project.matches(EventType::TaskStored, Some((&tid, TaskStatus::Stored))));
+        assert!(!project.matches(EventType::TaskStored, Some((&other, TaskStatus::Stored))));
+        assert!(
+            project.matches(EventType::QueueDrained, None),
+            "not about one task"
+        );
+        let too_many = Filter {
+            task_id_prefixes: (0..21).map(|i| format!("p{i}")).collect(),
+            ..Filter::default()
+        };
+        assert!(too_many.check().is_err());
+        let empty = Filter {
+            task_id_prefixes: [String::new()].into(),
+            ..Filter::default()
+        };
+        assert!(empty.check().is_err());
     }
 
     #[test]
