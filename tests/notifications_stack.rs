@@ -187,7 +187,9 @@ fn body_of(request: &Value) -> Value {
 async fn a_stored_video_is_notified_once_signed_and_a_duplicate_callback_adds_nothing() {
     let ops = Operator::new();
     let prefix = unique_task_id("ntf-stored");
-    let (endpoint, secret) = ops.endpoint(&prefix, &prefix, json!({})).await;
+    let (endpoint, secret) = ops
+        .endpoint(&prefix, &prefix, json!({"include_video_url": true}))
+        .await;
     let server = VideoServer::start(0).await;
     let video = Video::new(3 << 20, 7);
     let url = server.serve("/n.mp4", video);
@@ -212,6 +214,14 @@ async fn a_stored_video_is_notified_once_signed_and_a_duplicate_callback_adds_no
     assert_eq!(event["data"]["task_id"], task_id.as_str());
     assert_eq!(event["data"]["video"]["sha256"], video.sha256());
     assert_eq!(event["data"]["video"]["bytes"], video.len);
+    // The endpoint asked for a link: a presigned GET of the stored bytes.
+    let link = event["data"]["video"]["url"]
+        .as_str()
+        .expect("a video link");
+    let fetched = ops.client.get(link).send().await.unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert!(fetched.bytes().await.unwrap().as_ref() == video.bytes().as_slice());
+    assert!(event["data"]["video"]["url_expires_at"].is_string());
 
     // A repeat callback is no new outcome: no second notification, one delivery.
     assert_eq!(

@@ -360,10 +360,7 @@ async fn a_delivery_runs_through_the_adapter_and_a_410_disables_its_endpoint() {
         endpoints: store.clone(),
         sender,
         queue: MemoryQueue::default(),
-        settings: DeliverSettings {
-            health: HealthPolicy::default(),
-            fallback: None,
-        },
+        settings: DeliverSettings::new(HealthPolicy::default()),
     };
     let first = courier.deliver(&d.id, now, 0.5).await.unwrap();
     assert_eq!(first, Delivered::RetryIn(Duration::from_secs(5)));

@@ -1,7 +1,8 @@
 //! No log level prints a secret: each real binary runs under `RUST_LOG=trace` (the most
 //! talkative level there is), fed one real-shaped event by a minimal Lambda Runtime API,
 //! against the local servers. Its whole output must not contain the callback token, a
-//! signature header's value, a signed URL's signature, or the upstream API key.
+//! signature header's value, a signed URL's signature, the upstream API key, an
+//! endpoint's signing key or a chat webhook's URL (its credential).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
@@ -240,4 +241,88 @@ async fn the_reconciler_logs_no_upstream_key_at_trace() {
     );
     assert!(api.calls(&id) >= 1);
     assert_no_secret("reconciler", &out, &[API_KEY, URL_SIGNATURE]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deliver_logs_no_signing_key_and_no_chat_url_at_trace() {
+    use shared::domain::notify::delivery::Delivery;
+    use shared::domain::notify::endpoint::{EndpointId, EndpointSpec, EndpointUrlPolicy};
+    use shared::domain::notify::format::samples;
+    use shared::domain::notify::signing::{SigningKeys, whsec};
+    use shared::domain::secret::Secret;
+    use shared::notifications::{DeliveryStore, Endpoint, EndpointAdmin, Job, QueuedJob};
+
+    let stack = Stack::load();
+    let store = stack.notifications();
+    let inbox = stack.var("INBOX_URL").to_owned();
+    let chat_token = format!("T0SECRET/B0SECRET/{:016x}", fastrand::u64(..));
+    let key = Secret::new(format!("SECRET-signing-key-{:016x}", fastrand::u64(..)).into_bytes());
+    let key_text = whsec(&key)["whsec_".len()..].to_owned();
+    let mut records = Vec::new();
+    let mut created = Vec::new();
+    for (kind, url, signing) in [
+        (
+            "slack",
+            format!("{inbox}/hooks/{}", chat_token.replace('/', "-")),
+            None,
+        ),
+        (
+            "webhook",
+            format!("{inbox}/hooks/secret-webhook"),
+            Some(SigningKeys::new(key.clone())),
+        ),
+    ] {
+        // A filter no task of the stack matches: only this test's deliveries reach them.
+        let spec: EndpointSpec = serde_json::from_value(json!({
+            "kind": kind, "url": url, "filter": {"task_id_prefixes": ["secret-deliver-no-task"]}
+        }))
+        .unwrap();
+        let settings = spec.validate(&EndpointUrlPolicy::local()).unwrap();
+        let endpoint = Endpoint::new(
+            EndpointId::generate(fastrand::u128(..)),
+            settings,
+            signing,
+            None,
+            Timestamp::now(),
+        );
+        assert!(store.create_endpoint(&endpoint).await.unwrap());
+        let delivery = Delivery::new(
+            samples::all().remove(1),
+            endpoint.id.clone(),
+            true,
+            Timestamp::now(),
+        );
+        store.create(&delivery).await.unwrap();
+        let job = QueuedJob {
+            job: Job::Deliver {
+                delivery_id: delivery.id.clone(),
+            },
+            not_before: Timestamp::now(),
+        };
+        records.push(json!({
+            "messageId": format!("m-{}", records.len()),
+            "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
+            "body": serde_json::to_string(&job).unwrap(),
+            "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1545082649183"},
+            "messageAttributes": {},
+            "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jobs",
+            "awsRegion": "us-east-1"
+        }));
+        created.push(endpoint.id);
+    }
+    let env = [
+        ("ENDPOINT_URL_ALLOW_HTTP", "true".to_owned()),
+        ("ENDPOINT_URL_ALLOW_LOOPBACK", "true".to_owned()),
+        ("ENDPOINT_URL_ANY_CHAT_HOST", "true".to_owned()),
+    ];
+    let (out, answer) = run_traced(&stack, "deliver", json!({"Records": records}), &env).await;
+    let answer = answer.unwrap();
+    assert_eq!(answer["batchItemFailures"], json!([]), "{out}");
+    assert!(out.contains("delivery attempted"), "both were sent: {out}");
+    for id in &created {
+        assert!(store.delete_endpoint(id).await.unwrap());
+    }
+    assert_no_secret("deliver", &out, &[&chat_token.replace('/', "-"), &key_text]);
 }

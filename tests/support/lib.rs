@@ -127,7 +127,12 @@ impl Stack {
             .env("AWS_ENDPOINT_URL_S3", self.var("AWS_ENDPOINT_URL_S3"))
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("S3_FORCE_PATH_STYLE", "true")
-            .env("TABLE_NAME", self.direct_table());
+            .env("TABLE_NAME", self.direct_table())
+            // The notification tables and job queue (status, notify and deliver read them).
+            .env("AWS_ENDPOINT_URL_SQS", self.var("AWS_ENDPOINT_URL_SQS"))
+            .env("DELIVERIES_TABLE_NAME", self.var("DELIVERIES_TABLE_NAME"))
+            .env("ENDPOINTS_TABLE_NAME", self.var("ENDPOINTS_TABLE_NAME"))
+            .env("JOBS_QUEUE_URL", self.var("JOBS_QUEUE_URL"));
         command
     }
 

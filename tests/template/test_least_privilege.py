@@ -162,6 +162,8 @@ EXPECTED: dict[str, tuple[str, str, set[tuple[str, str, str | None]]]] = {
             ("sqs:GetQueueAttributes", "JobsQueue.Arn", None),
             ("sqs:SendMessage", "JobsQueue.Arn", None),
             ("sqs:ChangeMessageVisibility", "JobsQueue.Arn", None),
+            # Presigned video links (include_video_url) carry the signer's permissions.
+            ("s3:GetObject", VIDEOS, None),
         },
     ),
 }

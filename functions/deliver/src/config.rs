@@ -1,5 +1,7 @@
 //! The deliver function's configuration, read once from the environment at cold start.
 
+use std::time::Duration;
+
 use shared::domain::notify::endpoint::{EndpointId, EndpointUrlPolicy};
 use shared::domain::notify::health::HealthPolicy;
 use shared::lambda::config::{ConfigError, Env, FromEnv};
@@ -21,6 +23,11 @@ pub struct DeliverConfig {
     pub health: HealthPolicy,
     /// `FALLBACK_ENDPOINT_ID`: told when another endpoint is disabled.
     pub fallback: Option<EndpointId>,
+    /// `VIDEO_LINK_TTL_SECS` (3600): how long the presigned video links of endpoints with
+    /// `include_video_url` work (at most 12 h; never longer than the role's credentials).
+    pub link_ttl: Duration,
+    /// `S3_FORCE_PATH_STYLE` (local S3-protocol servers).
+    pub s3_force_path_style: bool,
 }
 
 impl DeliverConfig {
@@ -40,6 +47,12 @@ impl DeliverConfig {
             url_policy: FromEnv::from_env(env)?,
             health: FromEnv::from_env(env)?,
             fallback,
+            link_ttl: Duration::from_secs(env.ranged(
+                "VIDEO_LINK_TTL_SECS",
+                3_600u64,
+                60..=43_200,
+            )?),
+            s3_force_path_style: env.flag("S3_FORCE_PATH_STYLE")?,
         })
     }
 }
@@ -61,6 +74,7 @@ mod tests {
         assert_eq!(c.url_policy, EndpointUrlPolicy::default());
         assert_eq!(c.health, HealthPolicy::default());
         assert!(c.fallback.is_none());
+        assert_eq!(c.link_ttl, Duration::from_secs(3_600));
         let id = EndpointId::generate(7);
         let with = BASE
             .into_iter()

@@ -243,10 +243,7 @@ mod tests {
                 endpoints: Arc::clone(&endpoints),
                 sender: ScriptedSender::default(),
                 queue: Arc::clone(&queue),
-                settings: DeliverSettings {
-                    health: HealthPolicy::default(),
-                    fallback: None,
-                },
+                settings: DeliverSettings::new(HealthPolicy::default()),
             },
             notifier: Notifier {
                 endpoints,

@@ -12,12 +12,13 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use deliver::config::DeliverConfig;
 use deliver::handler::DeliverHandler;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::lambda::aws::{CallTimeouts, dynamodb_client, sdk_config, sqs_client};
+use shared::lambda::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config, sqs_client};
 use shared::lambda::config::Env;
 use shared::lambda::telemetry;
 use shared::notifications::dynamodb::DynamoNotifications;
 use shared::notifications::sqs::SqsJobQueue;
 use shared::sender::http::HttpSender;
+use shared::sink::s3::S3VideoLinks;
 use shared::store::dynamodb::DynamoTaskStore;
 use shared::usecase::deliver::{Courier, DeliverSettings};
 use shared::usecase::notify::Notifier;
@@ -46,6 +47,7 @@ async fn main() -> Result<(), Error> {
         config.endpoints_table.clone(),
     );
     let queue = SqsJobQueue::new(sqs_client(&sdk), config.jobs_queue_url.clone());
+    let links = S3VideoLinks::new(s3_client(&sdk, config.s3_force_path_style));
     let handler = Arc::new(DeliverHandler {
         courier: Courier {
             deliveries: stores.clone(),
@@ -55,6 +57,7 @@ async fn main() -> Result<(), Error> {
             settings: DeliverSettings {
                 health: config.health,
                 fallback: config.fallback.clone(),
+                links: Some((Arc::new(links), config.link_ttl)),
             },
         },
         notifier: Notifier {

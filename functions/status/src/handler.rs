@@ -387,10 +387,7 @@ mod tests {
                 endpoints: Arc::default(),
                 sender: ScriptedSender::default(),
                 queue: MemoryQueue::default(),
-                settings: DeliverSettings {
-                    health: config.health,
-                    fallback: None,
-                },
+                settings: DeliverSettings::new(config.health),
             },
             url_policy: config.url_policy.clone(),
         };

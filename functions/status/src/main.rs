@@ -59,6 +59,7 @@ async fn main() -> Result<(), Error> {
             settings: DeliverSettings {
                 health: config.health,
                 fallback: config.fallback.clone(),
+                links: None,
             },
         },
         url_policy: config.url_policy.clone(),

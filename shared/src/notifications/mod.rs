@@ -229,6 +229,18 @@ impl<T: Requeue> Requeue for std::sync::Arc<T> {
     }
 }
 
+/// Short-lived links to stored videos (S3 presigned GETs), for endpoints that ask for one
+/// in `task.stored` events (`include_video_url`). Made at send time, so every attempt
+/// carries a fresh link. Boxed so the deliver settings can hold one of any kind.
+pub trait VideoLinks: Send + Sync + std::fmt::Debug {
+    fn link<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        ttl: Duration,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;
+}
+
 /// The operator's writes to endpoints (the `/endpoints` routes).
 pub trait EndpointAdmin: Send + Sync {
     /// Writes a new endpoint; `false` if one with its id exists.

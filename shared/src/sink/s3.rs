@@ -301,3 +301,40 @@ mod tests {
         );
     }
 }
+
+/// [`VideoLinks`] as presigned S3 GETs, computed locally with the function's credentials
+/// (a link stops working when they expire, whatever its TTL says).
+#[derive(Debug, Clone)]
+pub struct S3VideoLinks {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3VideoLinks {
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        Self { client }
+    }
+}
+
+impl crate::notifications::VideoLinks for S3VideoLinks {
+    fn link<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        ttl: std::time::Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl)
+                .map_err(|e| e.to_string())?;
+            let request = self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .presigned(config)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(request.uri().to_owned())
+        })
+    }
+}

@@ -13,6 +13,7 @@
 //! 4. the endpoint's health is updated atomically, and the one worker that disables it
 //!    creates the `endpoint.disabled` delivery for the fallback endpoint.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{error, info, warn};
@@ -26,7 +27,9 @@ use crate::domain::notify::endpoint::EndpointId;
 use crate::domain::notify::event::{Event, EventData, EventId, EventType};
 use crate::domain::notify::format::{self, Target};
 use crate::domain::notify::health::{DisableReason, HealthChange, HealthPolicy};
-use crate::notifications::{DeliveryStore, EndpointStore, Job, JobQueue, NotifyStoreError, Saved};
+use crate::notifications::{
+    DeliveryStore, EndpointStore, Job, JobQueue, NotifyStoreError, Saved, VideoLinks,
+};
 use crate::sender::{Outgoing, Sender};
 
 /// What one run of the use case did.
@@ -54,6 +57,20 @@ pub struct DeliverSettings {
     pub health: HealthPolicy,
     /// Where `endpoint.disabled` goes (never itself).
     pub fallback: Option<EndpointId>,
+    /// Video links for endpoints with `include_video_url`, valid this long; without, the
+    /// events carry bucket and key only.
+    pub links: Option<(Arc<dyn VideoLinks>, Duration)>,
+}
+
+impl DeliverSettings {
+    /// No fallback, no links.
+    pub fn new(health: HealthPolicy) -> Self {
+        Self {
+            health,
+            fallback: None,
+            links: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,7 +184,8 @@ where
             template: endpoint.settings.template.as_deref(),
         };
         let schedule = endpoint.settings.retry_schedule();
-        let (attempt, verdict) = match format::render(target, &delivery.event, now) {
+        let event = self.with_video_link(&endpoint, &delivery.event, now).await;
+        let (attempt, verdict) = match format::render(target, &event, now) {
             Err(e) => {
                 // Templates are checked when saved; a render failing now is permanent.
                 let verdict = Verdict::Permanent {
@@ -264,6 +282,36 @@ where
         })
     }
 
+    /// `event`, with a fresh link to its video when the endpoint asked for one and links
+    /// are configured. A link that cannot be made is left out (the event still names
+    /// bucket and key), never a reason not to send.
+    async fn with_video_link(
+        &self,
+        endpoint: &crate::notifications::Endpoint,
+        event: &Event,
+        now: Timestamp,
+    ) -> Event {
+        let (Some((links, ttl)), true) =
+            (&self.settings.links, endpoint.settings.include_video_url)
+        else {
+            return event.clone();
+        };
+        let mut event = event.clone();
+        if let EventData::Task(task) = &mut event.data {
+            if let Some(video) = task.video.as_mut() {
+                match links.link(&video.bucket, &video.key, *ttl).await {
+                    Ok(url) => {
+                        video.url = Some(url);
+                        video.url_expires_at = Some(now.saturating_add(*ttl).to_rfc3339());
+                    }
+                    Err(e) => warn!(endpoint_id = %endpoint.id, error = %e,
+                                    "video link not made; sent without it"),
+                }
+            }
+        }
+        event
+    }
+
     async fn disable_endpoint(
         &self,
         endpoint: &crate::notifications::Endpoint,
@@ -357,10 +405,7 @@ mod tests {
             endpoints: Arc::default(),
             sender: ScriptedSender::default(),
             queue: MemoryQueue::default(),
-            settings: DeliverSettings {
-                health: HealthPolicy::default(),
-                fallback: None,
-            },
+            settings: DeliverSettings::new(HealthPolicy::default()),
         };
         let ep = endpoint(kind, "http://127.0.0.1:9/hook", 1);
         let id = ep.id.clone();
@@ -604,6 +649,73 @@ mod tests {
         w.deliveries.set_unavailable(true);
         let err = w.deliver(&id, T0, 0.5).await;
         assert!(matches!(err, Err(DeliverError::Store(_))));
+    }
+
+    #[derive(Debug)]
+    struct Links(Option<&'static str>);
+
+    impl VideoLinks for Links {
+        fn link<'a>(
+            &'a self,
+            bucket: &'a str,
+            key: &'a str,
+            ttl: Duration,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + 'a>>
+        {
+            let answer = match self.0 {
+                Some(host) => Ok(format!(
+                    "https://{host}/{bucket}/{key}?ttl={}",
+                    ttl.as_secs()
+                )),
+                None => Err("no credentials".to_owned()),
+            };
+            Box::pin(async move { answer })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fresh_video_link_goes_only_to_endpoints_that_ask_and_a_failed_one_is_left_out() {
+        for (asks, links, expected) in [
+            (
+                true,
+                Some("links.example"),
+                Some("https://links.example/music-videos/videos/sample-stored-1.mp4?ttl=600"),
+            ),
+            (false, Some("links.example"), None),
+            (true, None, None),
+        ] {
+            let mut w = world(TargetKind::Webhook).await.0;
+            w.settings.links = Some((Arc::new(Links(links)), Duration::from_secs(600)));
+            let mut ep = endpoint(TargetKind::Webhook, "http://127.0.0.1:9/hook", 7);
+            ep.settings.include_video_url = asks;
+            w.endpoints.insert(ep.clone());
+            let mut event = samples::all().remove(0);
+            if let EventData::Task(t) = &mut event.data {
+                let video = t.video.as_mut().unwrap();
+                (video.url, video.url_expires_at) = (None, None);
+            }
+            let d = Delivery::new(event, ep.id.clone(), true, T0);
+            w.deliveries.create(&d).await.unwrap();
+            assert_eq!(run(&w, &d.id, T0).await, Delivered::Succeeded);
+            let sent = w.sender.requests();
+            let body: serde_json::Value = serde_json::from_slice(&sent[0].body).unwrap();
+            let video = &body["data"]["video"];
+            assert_eq!(
+                video["url"].as_str(),
+                expected,
+                "asks {asks}, links {links:?}"
+            );
+            assert_eq!(
+                video["url_expires_at"].as_str().is_some(),
+                expected.is_some()
+            );
+            // The stored event never holds a link (each attempt gets a fresh one).
+            let stored = w.deliveries.snapshot(&d.id).unwrap();
+            let EventData::Task(t) = &stored.event.data else {
+                unreachable!()
+            };
+            assert!(t.video.as_ref().unwrap().url.is_none());
+        }
     }
 
     #[tokio::test]

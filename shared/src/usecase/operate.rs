@@ -437,10 +437,7 @@ mod tests {
                 endpoints: Arc::default(),
                 sender: ScriptedSender::default(),
                 queue: MemoryQueue::default(),
-                settings: DeliverSettings {
-                    health: HealthPolicy::default(),
-                    fallback: None,
-                },
+                settings: DeliverSettings::new(HealthPolicy::default()),
             },
             url_policy: EndpointUrlPolicy::local(),
         }
