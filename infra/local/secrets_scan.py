@@ -29,7 +29,8 @@ sys.path.insert(0, str(HERE))
 import stack  # noqa: E402
 
 # Logs of the product and of its local plumbing.
-SCANNED = ("cargo-lambda.log", "stream-pump.log", "reconcile-schedule.log", "cargo-build.log")
+SCANNED = ("cargo-lambda.log", "stream-pump.log", "notify-pump.log", "queue-pump.log", "inbox.log",
+           "reconcile-schedule.log", "cargo-build.log")
 # Stand-ins for services a deployment does not run; what they log is theirs.
 SKIPPED = {
     "moto.log": "DynamoDB stand-in (AWS's own service in a deployment)",

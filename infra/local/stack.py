@@ -713,9 +713,38 @@ def start_queue_pump(stack: Stack, cfg: Config) -> None:
 
 
 def start_inbox(stack: Stack, cfg: Config) -> None:
-    stack.spawn("inbox", [sys.executable, str(HERE / "inbox.py"), "--port", str(cfg.inbox_port),
-                          "--log", str(LOCAL / "inbox.jsonl")], env={"PYTHONUNBUFFERED": "1"})
+    # A Rust binary (tests/support/inbox.rs): it checks each signature with the shared verifier.
+    binary = target_dir() / "debug" / "inbox"
+    (LOCAL / "inbox.jsonl").unlink(missing_ok=True)  # a fresh inbox, like the fresh tables
+    stack.spawn("inbox", [str(binary), str(cfg.inbox_port), str(LOCAL / "inbox.jsonl")])
     stack.wait_for("notification inbox", lambda: _port_open(cfg.inbox_port), 20, log_of="inbox")
+
+
+# The endpoint `make run` registers for the inbox: tasks named demo-… (the howto's) only, so
+# the test suites' tasks never reach it.
+DEMO_ENDPOINT = {"kind": "webhook", "description": "the local inbox (make run)",
+                 "filter": {"task_id_prefixes": ["demo-"]}}
+
+
+def register_demo_endpoint(cfg: Config) -> None:
+    """Adds the inbox as a signed webhook endpoint and hands it the secret (shown once)."""
+    import urllib.request
+
+    spec = {**DEMO_ENDPOINT, "url": f"{cfg.inbox_url}/hooks/demo"}
+    url = cfg.stack_env()["ENDPOINTS_URL"]
+    req = urllib.request.Request(url, data=json.dumps(spec).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        # The first call starts the status function under cargo lambda watch.
+        with urllib.request.urlopen(req, timeout=120) as r:
+            created = json.loads(r.read())
+        secret = created["secret"]
+        put = urllib.request.Request(f"{cfg.inbox_url}/_secret/demo", data=secret.encode(), method="PUT")
+        with urllib.request.urlopen(put, timeout=10):
+            pass
+    except Exception as e:  # noqa: BLE001 - any failure here is a broken stack
+        raise StackError(f"could not register the inbox endpoint at {url}: {e}") from None
+    say(f"inbox endpoint {created['endpoint']['id']} registered (tasks demo-…)")
 
 
 def target_dir() -> Path:
@@ -798,6 +827,7 @@ def bring_up(stack: Stack, cfg: Config) -> float:
     start_queue_pump(stack, cfg)
     start_inbox(stack, cfg)
     start_reconcile_schedule(stack, cfg)
+    register_demo_endpoint(cfg)
     write_env_file(STACK_ENV, cfg.stack_env())
     total = time.monotonic() - started
     say(f"ready in {total:.1f}s ({total - build_time:.1f}s without cargo build)")
@@ -822,14 +852,12 @@ Register a task whose callback is expected (the reconciler polls the simulated u
 every {os.environ.get('RECONCILE_EVERY_S', RECONCILE_EVERY_S)}s), then tell the upstream it finished:
   curl -sS -X POST '{env['TASKS_URL']}' -H 'Content-Type: application/json' -d '{{"task_ids":["{task}-x"]}}'
   curl -sS -X PUT '{cfg.upstream_url}admin/tasks/{task}-x' -d '{{"successFlag":"SUCCESS","response":{{"videoUrl":"{cfg.files_url}/sample.mp4"}}}}'
-Get notified: add a signed webhook endpoint for the local inbox (its secret is shown
-once: hand it to the inbox, which checks every signature), send the callback above, then
-read what arrived ("signature": "valid"; also in .local/inbox.jsonl; the first one takes
-some seconds while the notify and deliver functions start):
-  secret=$(curl -sS -X POST '{env['ENDPOINTS_URL']}' -H 'Content-Type: application/json' \\
-    -d '{{"kind":"webhook","url":"{cfg.inbox_url}/hooks/demo"}}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
-  curl -sS -X PUT '{cfg.inbox_url}/_secret/demo' --data "$secret"
+See the notification it sent: the local inbox is registered as a signed webhook endpoint
+for demo-… tasks and checks every signature with the shared verifier ("signature": "valid";
+also in .local/inbox.jsonl; the first one takes some seconds while notify and deliver start):
   curl -sS '{cfg.inbox_url}/_requests/demo'
+Endpoints and their deliveries:
+  curl -sS '{env['ENDPOINTS_URL']}'
 Use the settings in a shell:  set -a; . .local/stack.env; set +a
 """, flush=True)
 

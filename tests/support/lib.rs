@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod http1;
+pub mod inbox;
 pub mod runtime_api;
 pub mod upstream_api;
 pub mod video_server;
