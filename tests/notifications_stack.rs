@@ -488,3 +488,51 @@ async fn a_batch_endpoint_hears_once_per_three_completions() {
     assert_eq!(ops.received(&prefix).await.len(), 1);
     ops.delete(&endpoint).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ed25519_endpoint_is_verified_with_its_public_key_alone() {
+    let ops = Operator::new();
+    let prefix = unique_task_id("ntf-ed25519");
+    let spec = json!({
+        "url": format!("{}/hooks/{prefix}", ops.stack.var("INBOX_URL")),
+        "kind": "webhook",
+        "signing": "ed25519",
+        "filter": {"task_id_prefixes": [prefix]},
+    });
+    let (status, created) = ops.call("POST", "/endpoints", Some(spec)).await;
+    assert_eq!(status, 201, "{created}");
+    assert!(
+        created.get("secret").is_none(),
+        "no shared secret exists: {created}"
+    );
+    let endpoint = created["endpoint"]["id"].as_str().unwrap().to_owned();
+    let public = created["endpoint"]["public_keys"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(public.starts_with("whpk_"));
+    let url = format!("{}/_secret/{prefix}", ops.stack.var("INBOX_URL"));
+    assert_eq!(
+        ops.client
+            .put(url)
+            .body(public)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    ops.fail_task(&format!("{prefix}-1")).await;
+    let got = ops.wait_received(&prefix, 1, Duration::from_secs(90)).await;
+    assert!(
+        got[0]["headers"]["webhook-signature"]
+            .as_str()
+            .unwrap()
+            .starts_with("v1a,")
+    );
+    assert_eq!(
+        got[0]["signature"], "valid",
+        "the shared verifier, with the public key only"
+    );
+    ops.delete(&endpoint).await;
+}

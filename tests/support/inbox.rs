@@ -6,7 +6,8 @@
 //! once the script is used up.
 //!
 //! ```text
-//! PUT  /_secret/<name>     body: the endpoint's whsec_ secret (as POST /endpoints returned it)
+//! PUT  /_secret/<name>     body: the endpoint's whsec_ secret (as POST /endpoints returned it),
+//!                          or, for an ed25519 endpoint, its whpk_ public key
 //! PUT  /_script/<name>     body: [{"status": 503, "body": "...", "headers": {...}, "delay_s": 0,
 //!                                  "match": "only for bodies containing this"}, ...]
 //! GET  /_requests/<name>   what arrived, oldest first:
@@ -27,7 +28,7 @@ use serde_json::{Value, json};
 use shared::Timestamp;
 use shared::domain::secret::Secret;
 use shared::domain::verify::standard_webhooks::decode_whsec;
-use shared::domain::verify::{CallbackRequest, Verifier};
+use shared::domain::verify::{CallbackRequest, Verifier, decode_whpk};
 use tokio::net::TcpListener;
 
 use crate::http1::{Request, read_request, respond};
@@ -149,8 +150,17 @@ fn signature(secret: Option<&str>, req: &Request) -> String {
     let Some(secret) = secret else {
         return "no_secret".into();
     };
-    let Ok(key) = decode_whsec(secret) else {
-        return "invalid: the inbox's secret is not a whsec_ secret".into();
+    let verifier = if secret.starts_with("whpk_") {
+        // An ed25519 endpoint: its public key checks the `v1a` entries.
+        let Ok(public) = decode_whpk(secret) else {
+            return "invalid: the inbox's whpk_ key does not decode".into();
+        };
+        Verifier::default().with_standard_webhooks_public_keys(vec![public])
+    } else {
+        let Ok(key) = decode_whsec(secret) else {
+            return "invalid: the inbox's secret is neither whsec_ nor whpk_".into();
+        };
+        Verifier::default().with_standard_webhooks(vec![Secret::new(key)])
     };
     let mut headers = http::HeaderMap::new();
     for (name, value) in &req.headers {
@@ -161,7 +171,6 @@ fn signature(secret: Option<&str>, req: &Request) -> String {
             headers.append(n, v);
         }
     }
-    let verifier = Verifier::default().with_standard_webhooks(vec![Secret::new(key)]);
     let request = CallbackRequest {
         tokens: &[],
         headers: &headers,

@@ -201,6 +201,7 @@ pub fn endpoint_from_item(item: &DynamoItem) -> Result<Endpoint, NotifyStoreErro
     )
     .map_err(malformed)?;
     let signing = bytes(item, "signing_key").map(|current| SigningKeys {
+        scheme: settings.signing,
         current,
         previous: bytes(item, "signing_previous").and_then(|p| {
             timestamp(item, "signing_previous_until")

@@ -33,6 +33,11 @@ pub struct EndpointView<'a> {
     /// The signing secret's last 4 characters (and the rotated-out one's, while it signs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub signing_secrets: Vec<String>,
+    /// Ed25519 endpoints: the `whpk_` public keys receivers verify `v1a` with (public:
+    /// shown whole; the rotated-out one too while it signs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub public_keys: Vec<String>,
+    pub signing: crate::domain::notify::signing::SigningScheme,
     pub feishu_secret_set: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -46,14 +51,18 @@ impl<'a> EndpointView<'a> {
         } else {
             s.url.clone()
         };
-        let signing_secrets = endpoint
+        use crate::domain::notify::signing::{SigningScheme, whsec};
+        let signing_secrets = match endpoint.signing.as_ref() {
+            Some(keys) if keys.scheme == SigningScheme::HmacSha256 => keys
+                .signing_at(now)
+                .map(|k| mask_secret(&whsec(k)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let public_keys = endpoint
             .signing
             .as_ref()
-            .map(|keys| {
-                keys.signing_at(now)
-                    .map(|k| mask_secret(&crate::domain::notify::signing::whsec(k)))
-                    .collect()
-            })
+            .map(|keys| keys.public_keys_at(now))
             .unwrap_or_default();
         Self {
             id: &endpoint.id,
@@ -70,6 +79,8 @@ impl<'a> EndpointView<'a> {
             disabled_reason: endpoint.disabled.as_ref().map(|(_, r)| r.as_str()),
             health: endpoint.health,
             signing_secrets,
+            public_keys,
+            signing: s.signing,
             feishu_secret_set: endpoint.feishu_secret.is_some(),
             created_at: endpoint.created_at,
             updated_at: endpoint.updated_at,

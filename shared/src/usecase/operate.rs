@@ -18,7 +18,7 @@ use crate::domain::notify::endpoint::{
     EndpointError, EndpointId, EndpointSpec, EndpointUrlPolicy, Threshold,
 };
 use crate::domain::notify::event::Event;
-use crate::domain::notify::signing::{DEFAULT_ROTATION_OVERLAP, SigningKeys, whsec};
+use crate::domain::notify::signing::{DEFAULT_ROTATION_OVERLAP, SigningKeys, SigningScheme};
 use crate::domain::secret::Secret;
 use crate::domain::task::Task;
 use crate::notifications::{
@@ -63,7 +63,7 @@ pub enum OperateError {
     Random(String),
 }
 
-/// A new endpoint and, for signed kinds, its `whsec_` secret: shown this once.
+/// A new endpoint and, for HMAC-signed kinds, its `whsec_` secret: shown this once.
 #[derive(Debug)]
 pub struct CreatedEndpoint {
     pub endpoint: Endpoint,
@@ -95,6 +95,12 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], OperateError> {
     let mut out = [0u8; N];
     getrandom::fill(&mut out).map_err(|e| OperateError::Random(e.to_string()))?;
     Ok(out)
+}
+
+/// The secret an operator is shown once: the `whsec_` of HMAC keys. Ed25519 keys have
+/// none to show (their public keys are in every view of the endpoint).
+fn shown_once(keys: &SigningKeys) -> Option<String> {
+    (keys.scheme == SigningScheme::HmacSha256).then(|| keys.shareable())
 }
 
 fn random_key() -> Result<Secret, OperateError> {
@@ -139,7 +145,7 @@ where
             .map(|s| Secret::new(s.into_bytes()));
         let settings = spec.validate(&self.url_policy)?;
         let signing = match settings.kind.is_signed() {
-            true => Some(SigningKeys::new(random_key()?)),
+            true => Some(SigningKeys::with_scheme(settings.signing, random_key()?)),
             false => None,
         };
         let id = EndpointId::generate(u128::from_le_bytes(random_bytes::<16>()?));
@@ -149,7 +155,7 @@ where
         }
         info!(outcome = "endpoint_created", endpoint_id = %endpoint.id,
               kind = endpoint.settings.kind.as_str(), "endpoint created");
-        let secret = endpoint.signing.as_ref().map(|k| whsec(&k.current));
+        let secret = endpoint.signing.as_ref().and_then(shown_once);
         Ok(CreatedEndpoint { endpoint, secret })
     }
 
@@ -201,7 +207,7 @@ where
             )));
         };
         let keys = keys.rotated(random_key()?, now, DEFAULT_ROTATION_OVERLAP);
-        let secret = whsec(&keys.current);
+        let secret = shown_once(&keys);
         let endpoint = Endpoint {
             signing: Some(keys),
             updated_at: now,
@@ -211,10 +217,7 @@ where
             return Err(OperateError::NoEndpoint);
         }
         info!(outcome = "secret_rotated", endpoint_id = %id, "signing secret rotated");
-        Ok(CreatedEndpoint {
-            endpoint,
-            secret: Some(secret),
-        })
+        Ok(CreatedEndpoint { endpoint, secret })
     }
 
     /// Enables (health reset) or disables (reason `operator`) an endpoint.
@@ -511,6 +514,52 @@ mod tests {
         assert_eq!(
             verifier.verify(&request, T0),
             Ok(Verified::By(Scheme::StandardWebhooks))
+        );
+    }
+
+    #[tokio::test]
+    async fn ed25519_endpoints_show_no_secret_and_their_test_verifies_with_the_public_key() {
+        let w = world();
+        let created = w
+            .create(
+                spec(serde_json::json!({"kind": "webhook", "url": "http://127.0.0.1:9/hook", "signing": "ed25519"})),
+                T0,
+            )
+            .await
+            .unwrap();
+        assert!(created.secret.is_none(), "nothing secret to show");
+        let view = crate::notifications::view::EndpointView::of(&created.endpoint, T0);
+        assert!(view.signing_secrets.is_empty(), "no masked seed either");
+        let public = crate::domain::verify::decode_whpk(&view.public_keys[0]).unwrap();
+        w.courier.sender.answer(200, "ok");
+        w.test(&created.endpoint.id, T0).await.unwrap();
+        let sent = &w.courier.sender.requests()[0];
+        let headers: http::HeaderMap = sent
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    http::HeaderName::from_static(n),
+                    http::HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect();
+        let verifier = Verifier::default().with_standard_webhooks_public_keys(vec![public]);
+        let request = CallbackRequest {
+            tokens: &[],
+            headers: &headers,
+            body: &sent.body,
+        };
+        assert_eq!(
+            verifier.verify(&request, T0),
+            Ok(Verified::By(Scheme::StandardWebhooks))
+        );
+        // Rotating keeps the scheme and, again, shows no secret.
+        let rotated = w.rotate_secret(&created.endpoint.id, T0).await.unwrap();
+        assert!(rotated.secret.is_none());
+        assert_eq!(
+            rotated.endpoint.signing.unwrap().scheme,
+            SigningScheme::Ed25519
         );
     }
 

@@ -11,6 +11,7 @@ use url::Url;
 use super::event::EventType;
 use super::format::{TargetKind, custom};
 use super::schedule::RetrySchedule;
+use super::signing::SigningScheme;
 use crate::domain::clock::Timestamp;
 use crate::domain::ssrf::{Blocked, UrlPolicy};
 use crate::domain::task::TaskStatus;
@@ -244,6 +245,11 @@ pub struct EndpointSpec {
     /// Feishu's optional signing secret.
     #[serde(default)]
     pub feishu_secret: Option<String>,
+    /// How webhook and custom endpoints are signed: `hmac-sha256` (`v1,`, a shared
+    /// `whsec_` secret; the default) or `ed25519` (`v1a,`, the receiver holds only a
+    /// `whpk_` public key).
+    #[serde(default)]
+    pub signing: SigningScheme,
 }
 
 /// Where endpoint URLs may point: the SSRF policy, and whether chat kinds must use
@@ -282,6 +288,9 @@ pub struct EndpointSettings {
     pub retry_schedule_secs: Option<Vec<u64>>,
     pub include_video_url: bool,
     pub template: Option<String>,
+    /// Absent on endpoints stored before it existed: HMAC.
+    #[serde(default)]
+    pub signing: SigningScheme,
 }
 
 impl EndpointSettings {
@@ -397,6 +406,12 @@ impl EndpointSpec {
             }
             (_, None) => {}
         }
+        if self.signing != SigningScheme::HmacSha256 && !self.kind.is_signed() {
+            return Err(EndpointError::Invalid(format!(
+                "{} endpoints are not signed: no signing scheme to choose",
+                self.kind.as_str()
+            )));
+        }
         if self.feishu_secret.is_some() && self.kind != TargetKind::Feishu {
             return Err(EndpointError::Invalid(
                 "only feishu endpoints take a feishu_secret".into(),
@@ -414,6 +429,7 @@ impl EndpointSpec {
             retry_schedule_secs: self.retry_schedule_secs,
             include_video_url: self.include_video_url,
             template: self.template,
+            signing: self.signing,
         })
     }
 }
@@ -462,11 +478,30 @@ mod tests {
             include_video_url: false,
             template: None,
             feishu_secret: None,
+            signing: SigningScheme::HmacSha256,
         }
     }
 
     fn production() -> EndpointUrlPolicy {
         EndpointUrlPolicy::default()
+    }
+
+    #[test]
+    fn only_signed_kinds_choose_a_signing_scheme() {
+        let mut ed = spec(TargetKind::Webhook, "https://hooks.example/in");
+        ed.signing = SigningScheme::Ed25519;
+        assert_eq!(
+            ed.validate(&production()).unwrap().signing,
+            SigningScheme::Ed25519
+        );
+        let mut chat = spec(TargetKind::Slack, "https://hooks.slack.com/services/T/B/x");
+        chat.signing = SigningScheme::Ed25519;
+        assert!(chat.validate(&production()).is_err());
+        let parsed: EndpointSpec = serde_json::from_value(serde_json::json!(
+            {"kind": "webhook", "url": "https://hooks.example/in", "signing": "ed25519"}
+        ))
+        .unwrap();
+        assert_eq!(parsed.signing, SigningScheme::Ed25519);
     }
 
     #[test]

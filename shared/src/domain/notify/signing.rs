@@ -2,7 +2,9 @@
 //! `webhook-id`, `webhook-timestamp` and `webhook-signature`, the last a space-separated
 //! list of `v1,<base64>` HMAC-SHA256 tags over `"{id}.{timestamp}.{body}"`, one per key.
 //! During a rotation the previous key keeps signing for an overlap (24 h by default), so a
-//! receiver that has not switched yet still finds a signature it can check.
+//! receiver that has not switched yet still finds a signature it can check. An endpoint
+//! may instead be signed `v1a,` (ed25519), for receivers that should hold no shared
+//! secret: they verify with the `whpk_` public key.
 
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use crate::domain::clock::Timestamp;
 use crate::domain::secret::Secret;
 use crate::domain::verify::{
     WEBHOOK_ID_HEADER, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER,
-    standard_webhooks_signature,
+    standard_webhooks_asymmetric_signature, standard_webhooks_signature,
 };
 
 /// How long a rotated-out key keeps signing unless the endpoint says otherwise.
@@ -26,25 +28,75 @@ pub fn whsec(key: &Secret) -> String {
     )
 }
 
-/// An endpoint's signing keys (decoded from their `whsec_` form).
+/// How an endpoint's deliveries are signed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SigningScheme {
+    /// `v1,`: HMAC-SHA256 with a shared `whsec_` secret.
+    #[default]
+    HmacSha256,
+    /// `v1a,`: ed25519; the receiver holds only the `whpk_` public key.
+    Ed25519,
+}
+
+/// An endpoint's signing keys: HMAC keys (decoded from their `whsec_` form), or ed25519
+/// seeds (32 bytes) for [`SigningScheme::Ed25519`].
 #[derive(Debug, Clone)]
 pub struct SigningKeys {
+    pub scheme: SigningScheme,
     pub current: Secret,
     /// The key rotated out, and until when it still signs.
     pub previous: Option<(Secret, Timestamp)>,
 }
 
+/// The ed25519 key a 32-byte seed stands for (`None` for any other length).
+fn ed25519_key(seed: &Secret) -> Option<ed25519_dalek::SigningKey> {
+    let seed: [u8; 32] = seed.expose().try_into().ok()?;
+    Some(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
 impl SigningKeys {
+    /// HMAC-SHA256 keys.
     pub fn new(current: Secret) -> Self {
+        Self::with_scheme(SigningScheme::HmacSha256, current)
+    }
+
+    pub fn with_scheme(scheme: SigningScheme, current: Secret) -> Self {
         Self {
+            scheme,
             current,
             previous: None,
+        }
+    }
+
+    /// What the operator is given for the current key: the `whsec_` secret (HMAC, shown
+    /// once), or the `whpk_` public key (ed25519; the seed never leaves).
+    pub fn shareable(&self) -> String {
+        match self.scheme {
+            SigningScheme::HmacSha256 => whsec(&self.current),
+            SigningScheme::Ed25519 => ed25519_key(&self.current)
+                .map(|k| crate::domain::verify::whpk(&k))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The `whpk_` public keys that verify at `now` (ed25519 only: public, so always
+    /// shown whole).
+    pub fn public_keys_at(&self, now: Timestamp) -> Vec<String> {
+        match self.scheme {
+            SigningScheme::HmacSha256 => Vec::new(),
+            SigningScheme::Ed25519 => self
+                .signing_at(now)
+                .filter_map(ed25519_key)
+                .map(|k| crate::domain::verify::whpk(&k))
+                .collect(),
         }
     }
 
     /// The keys after rotating to `next` at `now`: the current one signs on for `overlap`.
     pub fn rotated(self, next: Secret, now: Timestamp, overlap: Duration) -> Self {
         Self {
+            scheme: self.scheme,
             current: next,
             previous: Some((self.current, now.saturating_add(overlap))),
         }
@@ -65,7 +117,13 @@ impl SigningKeys {
         let ts = now.as_secs();
         let signature = self
             .signing_at(now)
-            .map(|key| standard_webhooks_signature(key.expose(), id, ts, body))
+            .filter_map(|key| match self.scheme {
+                SigningScheme::HmacSha256 => {
+                    Some(standard_webhooks_signature(key.expose(), id, ts, body))
+                }
+                SigningScheme::Ed25519 => ed25519_key(key)
+                    .map(|k| standard_webhooks_asymmetric_signature(&k, id, ts, body)),
+            })
             .collect::<Vec<_>>()
             .join(" ");
         [
@@ -199,5 +257,82 @@ mod tests {
             "the old key no longer signs"
         );
         assert!(verify(vec![new], &map, body, after));
+    }
+
+    fn verify_public(keys: &[String], headers: &HeaderMap, body: &[u8], now: Timestamp) -> bool {
+        let keys = keys
+            .iter()
+            .map(|k| crate::domain::verify::decode_whpk(k).unwrap())
+            .collect();
+        let verifier = Verifier::default().with_standard_webhooks_public_keys(keys);
+        let req = CallbackRequest {
+            tokens: &[],
+            headers,
+            body,
+        };
+        matches!(
+            verifier.verify(&req, now),
+            Ok(Verified::By(Scheme::StandardWebhooks))
+        )
+    }
+
+    #[test]
+    fn ed25519_endpoints_sign_v1a_that_only_their_public_key_verifies() {
+        let now = Timestamp::from_secs(1_795_000_000);
+        let seed = Secret::new([7u8; 32].to_vec());
+        let keys = SigningKeys::with_scheme(SigningScheme::Ed25519, seed);
+        let public = keys.public_keys_at(now);
+        assert_eq!(public.len(), 1);
+        assert!(public[0].starts_with("whpk_"));
+        assert_eq!(
+            keys.shareable(),
+            public[0],
+            "the public key is what is shared"
+        );
+        let body = br#"{"type":"test"}"#;
+        let headers = keys.headers("evt_1", now, body);
+        assert!(headers[2].1.starts_with("v1a,"), "{:?}", headers[2]);
+        let map = header_map(&headers);
+        assert!(verify_public(&public, &map, body, now));
+        assert!(!verify_public(&public, &map, b"tampered", now));
+        let other =
+            SigningKeys::with_scheme(SigningScheme::Ed25519, Secret::new([8u8; 32].to_vec()));
+        assert!(!verify_public(&other.public_keys_at(now), &map, body, now));
+        // A shared-secret verifier finds no v1 entry it could check.
+        assert!(!verify(
+            vec![Secret::new([7u8; 32].to_vec())],
+            &map,
+            body,
+            now
+        ));
+
+        // Rotation: both keys sign during the overlap; a receiver with either key passes.
+        let rotated = keys.rotated(
+            Secret::new([9u8; 32].to_vec()),
+            now,
+            DEFAULT_ROTATION_OVERLAP,
+        );
+        let both = header_map(&rotated.headers("evt_2", now, body));
+        assert_eq!(
+            both[WEBHOOK_SIGNATURE_HEADER]
+                .to_str()
+                .unwrap()
+                .matches("v1a,")
+                .count(),
+            2
+        );
+        assert!(
+            verify_public(&public, &both, body, now),
+            "the old key still verifies"
+        );
+        let new = rotated.public_keys_at(now);
+        assert_eq!(new.len(), 2);
+        assert!(verify_public(&new[..1], &both, body, now));
+        let later = now.saturating_add(DEFAULT_ROTATION_OVERLAP);
+        let after = header_map(&rotated.headers("evt_3", later, body));
+        assert!(
+            !verify_public(&public, &after, body, later),
+            "the old key stopped signing"
+        );
     }
 }

@@ -34,8 +34,8 @@ use crate::domain::clock::Timestamp;
 use crate::domain::secret::Secret;
 
 pub use standard_webhooks::{
-    WEBHOOK_ID_HEADER, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER,
-    standard_webhooks_signature,
+    WEBHOOK_ID_HEADER, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, decode_whpk,
+    standard_webhooks_asymmetric_signature, standard_webhooks_signature, whpk,
 };
 pub use upstream_hmac::{UPSTREAM_SIGNATURE_HEADER, UPSTREAM_TIMESTAMP_HEADER, upstream_signature};
 
@@ -152,6 +152,8 @@ pub struct Verifier {
     pub(crate) tokens: Vec<Secret>,
     pub(crate) upstream_secrets: Vec<Secret>,
     pub(crate) standard_secrets: Vec<Secret>,
+    /// `v1a` (ed25519) public keys; the receiver takes none, notification receivers may.
+    pub(crate) standard_public_keys: Vec<ed25519_dalek::VerifyingKey>,
     /// Standard Webhooks' window.
     pub(crate) tolerance_secs: i64,
     /// The upstream HMAC's window.
@@ -166,6 +168,7 @@ impl Default for Verifier {
             tokens: Vec::new(),
             upstream_secrets: Vec::new(),
             standard_secrets: Vec::new(),
+            standard_public_keys: Vec::new(),
             tolerance_secs: secs_i64(DEFAULT_TOLERANCE),
             upstream_tolerance_secs: secs_i64(DEFAULT_TOLERANCE),
             unauthenticated: false,
@@ -197,6 +200,15 @@ impl Verifier {
     }
 
     /// Standard Webhooks keys, already decoded from their `whsec_` form.
+    /// Also accepts Standard Webhooks `v1a` signatures under these public keys.
+    pub fn with_standard_webhooks_public_keys(
+        mut self,
+        keys: Vec<ed25519_dalek::VerifyingKey>,
+    ) -> Self {
+        self.standard_public_keys = keys;
+        self
+    }
+
     pub fn with_standard_webhooks(mut self, keys: Vec<Secret>) -> Self {
         self.standard_secrets = keys;
         self
@@ -229,7 +241,7 @@ impl Verifier {
         if !self.upstream_secrets.is_empty() {
             schemes.push(Scheme::UpstreamHmac);
         }
-        if !self.standard_secrets.is_empty() {
+        if !self.standard_secrets.is_empty() || !self.standard_public_keys.is_empty() {
             schemes.push(Scheme::StandardWebhooks);
         }
         schemes
@@ -252,8 +264,14 @@ impl Verifier {
                 Err(r) => reasons.push((Scheme::Token, r)),
             }
         }
-        if !self.standard_secrets.is_empty() {
-            match standard_webhooks::check(&self.standard_secrets, self.tolerance_secs, req, now) {
+        if !self.standard_secrets.is_empty() || !self.standard_public_keys.is_empty() {
+            match standard_webhooks::check(
+                &self.standard_secrets,
+                &self.standard_public_keys,
+                self.tolerance_secs,
+                req,
+                now,
+            ) {
                 Ok(()) => return Ok(Verified::By(Scheme::StandardWebhooks)),
                 Err(r) => reasons.push((Scheme::StandardWebhooks, r)),
             }

@@ -1,6 +1,8 @@
 //! Standard Webhooks: `webhook-id`, `webhook-timestamp` and `webhook-signature` (a
 //! space-separated list of `v1,<base64>` entries), HMAC-SHA256 over
-//! `"{id}.{timestamp}.{body}"` with `whsec_` keys. The body is covered.
+//! `"{id}.{timestamp}.{body}"` with `whsec_` keys. The body is covered. Also the
+//! asymmetric `v1a,<base64>` entries: ed25519 over the same content, checked with
+//! `whpk_` public keys (the sender keeps the `whsk_` secret key).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -17,10 +19,12 @@ pub const WEBHOOK_TIMESTAMP_HEADER: &str = "webhook-timestamp";
 pub const WEBHOOK_SIGNATURE_HEADER: &str = "webhook-signature";
 const MAX_WEBHOOK_ID_LEN: usize = 256;
 
-/// Accepts the request if one of its `v1` signatures is one of `keys` over its id,
-/// timestamp and body, and the timestamp is within `tolerance_secs` of `now`.
+/// Accepts the request if one of its `v1` signatures is one of `keys` (or one of its
+/// `v1a` signatures verifies under one of `public_keys`) over its id, timestamp and
+/// body, and the timestamp is within `tolerance_secs` of `now`.
 pub(super) fn check(
     keys: &[Secret],
+    public_keys: &[ed25519_dalek::VerifyingKey],
     tolerance_secs: i64,
     req: &CallbackRequest<'_>,
     now: Timestamp,
@@ -35,23 +39,67 @@ pub(super) fn check(
         return Err(Rejection::Missing);
     }
     check_timestamp(timestamp, tolerance_secs, now)?;
-    // Only well-formed `v1,` entries count; other versions and malformed entries are
-    // skipped, as the reference libraries do, so one bad entry cannot void a good one.
+    // Only well-formed `v1,` (and `v1a,`) entries count; other versions and malformed
+    // entries are skipped, as the reference libraries do, so one bad entry cannot void
+    // a good one.
     let candidates: Vec<Vec<u8>> = signatures
         .split(' ')
         .filter_map(|entry| entry.strip_prefix("v1,"))
         .filter_map(|b64| decode_signature(b64).ok())
         .collect();
-    if candidates.is_empty() {
+    let asymmetric: Vec<ed25519_dalek::Signature> = signatures
+        .split(' ')
+        .filter_map(|entry| entry.strip_prefix("v1a,"))
+        .filter_map(|b64| BASE64.decode(b64).ok())
+        .filter_map(|raw| ed25519_dalek::Signature::from_slice(&raw).ok())
+        .collect();
+    if candidates.is_empty() && asymmetric.is_empty() {
         return Err(Rejection::MalformedSignature);
     }
+    let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", req.body].concat();
+    // Public-key checks need no constant time: nothing secret is compared.
+    if public_keys.iter().any(|key| {
+        asymmetric
+            .iter()
+            .any(|sig| key.verify_strict(&signed, sig).is_ok())
+    }) {
+        return Ok(());
+    }
     any_match(keys.iter().flat_map(|key| {
-        let expected = hmac_sha256(
-            key.expose(),
-            &[id.as_bytes(), b".", timestamp.as_bytes(), b".", req.body],
-        );
+        let expected = hmac_sha256(key.expose(), &[&signed]);
         candidates.iter().map(move |c| ct_eq_choice(&expected, c))
     }))
+}
+
+/// A Standard Webhooks `v1a,<base64>` ed25519 signature entry by `key`.
+pub fn standard_webhooks_asymmetric_signature(
+    key: &ed25519_dalek::SigningKey,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    use ed25519_dalek::Signer as _;
+    let ts = timestamp.to_string();
+    let signed = [id.as_bytes(), b".", ts.as_bytes(), b".", body].concat();
+    format!("v1a,{}", BASE64.encode(key.sign(&signed).to_bytes()))
+}
+
+/// The public key inside a `whpk_<base64>` key.
+pub fn decode_whpk(raw: &str) -> Result<ed25519_dalek::VerifyingKey, String> {
+    let b64 = raw
+        .strip_prefix("whpk_")
+        .ok_or("each public key must start with \"whpk_\"")?;
+    let bytes: [u8; 32] = BASE64
+        .decode(b64)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or("a public key after \"whpk_\" is not 32 bytes of base64")?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|e| e.to_string())
+}
+
+/// `key`'s public half in its `whpk_<base64>` form: what a receiver verifies `v1a` with.
+pub fn whpk(key: &ed25519_dalek::SigningKey) -> String {
+    format!("whpk_{}", BASE64.encode(key.verifying_key().to_bytes()))
 }
 
 /// A Standard Webhooks `v1,<base64>` signature entry for `key` (decoded).
