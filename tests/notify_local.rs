@@ -19,7 +19,6 @@ use shared::domain::notify::format::samples;
 use shared::domain::notify::health::{Health, HealthChange, HealthPolicy};
 use shared::domain::notify::signing::{DEFAULT_ROTATION_OVERLAP, SigningKeys};
 use shared::domain::secret::Secret;
-use shared::domain::task::{DEFAULT_TASK_TTL, StoredVideo};
 use shared::notifications::dynamodb::DynamoNotifications;
 use shared::notifications::memory::MemoryQueue;
 use shared::notifications::sqs::SqsJobQueue;
@@ -28,10 +27,9 @@ use shared::notifications::{
     Saved, ThresholdStore,
 };
 use shared::sender::scripted::ScriptedSender;
-use shared::test_support::envelope;
 use shared::usecase::deliver::{Courier, DeliverSettings, Delivered};
 use shared::usecase::notify::Notifier;
-use shared::{Task, TaskId, TaskStatus, Timestamp};
+use shared::{Task, TaskId, Timestamp};
 
 fn fresh_id() -> EndpointId {
     EndpointId::generate(fastrand::u128(..))
@@ -44,21 +42,7 @@ fn endpoint(spec: serde_json::Value) -> Endpoint {
 }
 
 fn stored_task(id: &str) -> Task {
-    let mut task = Task::from_callback(
-        &envelope(id, 200, Some("https://cdn.example/v.mp4"), "ok"),
-        Timestamp::now(),
-        DEFAULT_TASK_TTL,
-    );
-    task.status = TaskStatus::Stored;
-    task.revision = 3;
-    task.video = Some(StoredVideo {
-        bucket: "b".into(),
-        key: format!("videos/{id}.mp4"),
-        bytes: 1_234,
-        sha256: "ab".repeat(32),
-        content_type: "video/mp4".into(),
-    });
-    task
+    shared::test_support::stored_task(id, 3, Timestamp::now())
 }
 
 #[tokio::test]

@@ -4,18 +4,15 @@ use std::time::Duration;
 
 use shared::domain::notify::endpoint::{EndpointId, EndpointUrlPolicy};
 use shared::domain::notify::health::HealthPolicy;
-use shared::lambda::config::{ConfigError, Env, FromEnv};
+use shared::lambda::config::{ConfigError, Env, FallbackEndpoint, FromEnv, NotificationTables};
 
 #[derive(Debug, Clone)]
 pub struct DeliverConfig {
     /// `TABLE_NAME`: the tasks table (a drain check asks whether any task is open).
     pub table_name: String,
-    /// `DELIVERIES_TABLE_NAME`
-    pub deliveries_table: String,
-    /// `ENDPOINTS_TABLE_NAME`
-    pub endpoints_table: String,
-    /// `JOBS_QUEUE_URL`: the next attempts, and early jobs sent again.
-    pub jobs_queue_url: String,
+    /// `DELIVERIES_TABLE_NAME`, `ENDPOINTS_TABLE_NAME`, `JOBS_QUEUE_URL` (the next attempts, and
+    /// early jobs sent again).
+    pub tables: NotificationTables,
     /// `ENDPOINT_URL_ALLOW_HTTP`, `ENDPOINT_URL_ALLOW_LOOPBACK` (local stacks only): the
     /// sender's SSRF guard.
     pub url_policy: EndpointUrlPolicy,
@@ -32,21 +29,12 @@ pub struct DeliverConfig {
 
 impl DeliverConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let fallback = match env.optional("FALLBACK_ENDPOINT_ID") {
-            None => None,
-            Some(raw) => Some(EndpointId::parse(raw).ok_or(ConfigError::Invalid {
-                name: "FALLBACK_ENDPOINT_ID",
-                reason: "not an endpoint id (ep_ and 20 characters)".into(),
-            })?),
-        };
         Ok(Self {
             table_name: env.required("TABLE_NAME")?.to_owned(),
-            deliveries_table: env.required("DELIVERIES_TABLE_NAME")?.to_owned(),
-            endpoints_table: env.required("ENDPOINTS_TABLE_NAME")?.to_owned(),
-            jobs_queue_url: env.required("JOBS_QUEUE_URL")?.to_owned(),
+            tables: FromEnv::from_env(env)?,
             url_policy: FromEnv::from_env(env)?,
             health: FromEnv::from_env(env)?,
-            fallback,
+            fallback: FallbackEndpoint::from_env(env)?.0,
             link_ttl: Duration::from_secs(env.ranged(
                 "VIDEO_LINK_TTL_SECS",
                 3_600u64,

@@ -30,8 +30,8 @@ async fn main() -> Result<(), Error> {
     let config = DeliverConfig::from_env(&Env::process())
         .inspect_err(|e| error!(error = %e, "invalid configuration"))?;
     info!(
-        deliveries = %config.deliveries_table,
-        endpoints = %config.endpoints_table,
+        deliveries = %config.tables.deliveries,
+        endpoints = %config.tables.endpoints,
         allow_http = config.url_policy.guard.allow_http,
         allow_loopback = config.url_policy.guard.allow_loopback,
         disable_after_failures = config.health.consecutive,
@@ -43,10 +43,10 @@ async fn main() -> Result<(), Error> {
     let dynamodb = dynamodb_client(&sdk, CallTimeouts::BACKGROUND);
     let stores = DynamoNotifications::new(
         dynamodb.clone(),
-        config.deliveries_table.clone(),
-        config.endpoints_table.clone(),
+        config.tables.deliveries.clone(),
+        config.tables.endpoints.clone(),
     );
-    let queue = SqsJobQueue::new(sqs_client(&sdk), config.jobs_queue_url.clone());
+    let queue = SqsJobQueue::new(sqs_client(&sdk), config.tables.jobs_queue_url.clone());
     let links = S3VideoLinks::new(s3_client(&sdk, config.s3_force_path_style));
     let handler = Arc::new(DeliverHandler {
         courier: Courier {

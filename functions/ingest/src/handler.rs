@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{Error, LambdaEvent};
 use shared::Timestamp;
 use shared::domain::task::{FailureReason, Task};
 use shared::fetch::Origin;
 use shared::fetch::client::{BuildError, HostLookup, SystemLookup};
 use shared::fetch::http::HttpOrigin;
+use shared::lambda::stream::in_order;
 use shared::sink::VideoSink;
 use shared::store::image::{task_from_image, unreadable_image};
 use shared::store::{Applied, TaskStore};
@@ -69,9 +70,8 @@ impl<S: TaskStore, K: VideoSink, O: Origin, U: UpstreamApi> Ingest<S, K, O, U> {
         &self.tasks.store
     }
 
-    /// Handles one batch. Records are processed in order; from the first one that must
-    /// be retried, it and every later record are reported as failures (the stream
-    /// resumes from the lowest failed sequence number anyway).
+    /// Handles one batch, in order ([`in_order`]: from the first record to retry, it and
+    /// every later one are reported as failures).
     pub async fn handle(&self, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse, Error> {
         let (event, context) = event.into_parts();
         let now = Timestamp::now();
@@ -87,27 +87,15 @@ impl<S: TaskStore, K: VideoSink, O: Origin, U: UpstreamApi> Ingest<S, K, O, U> {
             "batch received"
         );
 
-        let mut response = DynamoDbEventResponse::default();
-        let mut retrying = false;
-        for record in &event.records {
-            let sequence = record.change.sequence_number.clone();
-            if !retrying {
-                let span = info_span!("record", request_id = %context.request_id, event_id = %record.event_id,
-                                      sequence = sequence.as_deref().unwrap_or_default(), task_id = field::Empty);
-                let outcome = self.process(record, &invocation).instrument(span).await;
-                retrying = outcome == RecordOutcome::Retry;
-            }
-            if retrying {
-                let Some(sequence) = sequence else {
-                    // Without an identifier only failing the whole batch gets a retry.
-                    return Err("a record to retry has no sequence number".into());
-                };
-                let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = Some(sequence);
-                response.batch_item_failures.push(failure);
-            }
-        }
-        Ok(response)
+        let invocation = &invocation;
+        let request_id = &context.request_id;
+        Ok(in_order(&event.records, |record| async move {
+            let sequence = record.change.sequence_number.as_deref().unwrap_or_default();
+            let span = info_span!("record", request_id = %request_id, event_id = %record.event_id,
+                                  sequence = sequence, task_id = field::Empty);
+            self.process(record, invocation).instrument(span).await == RecordOutcome::Retry
+        })
+        .await?)
     }
 
     async fn process(&self, record: &EventRecord, invocation: &Invocation) -> RecordOutcome {

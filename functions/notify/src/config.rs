@@ -1,23 +1,17 @@
 //! The notify function's configuration, read once from the environment at cold start.
 
-use shared::lambda::config::{ConfigError, Env};
+use shared::lambda::config::{ConfigError, Env, FromEnv, NotificationTables};
 
 #[derive(Debug, Clone)]
 pub struct NotifyConfig {
-    /// `DELIVERIES_TABLE_NAME`
-    pub deliveries_table: String,
-    /// `ENDPOINTS_TABLE_NAME`
-    pub endpoints_table: String,
-    /// `JOBS_QUEUE_URL`: where deliveries and threshold checks are queued.
-    pub jobs_queue_url: String,
+    /// `DELIVERIES_TABLE_NAME`, `ENDPOINTS_TABLE_NAME`, `JOBS_QUEUE_URL`.
+    pub tables: NotificationTables,
 }
 
 impl NotifyConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            deliveries_table: env.required("DELIVERIES_TABLE_NAME")?.to_owned(),
-            endpoints_table: env.required("ENDPOINTS_TABLE_NAME")?.to_owned(),
-            jobs_queue_url: env.required("JOBS_QUEUE_URL")?.to_owned(),
+            tables: FromEnv::from_env(env)?,
         })
     }
 }
@@ -35,7 +29,7 @@ mod tests {
         ];
         let c = NotifyConfig::from_env(&Env::from_pairs(all)).unwrap();
         assert_eq!(
-            (c.deliveries_table.as_str(), c.endpoints_table.as_str()),
+            (c.tables.deliveries.as_str(), c.tables.endpoints.as_str()),
             ("d", "e")
         );
         for skip in 0..all.len() {

@@ -6,10 +6,11 @@
 //! reported as batch item failures.
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{Error, LambdaEvent};
 use shared::Timestamp;
 use shared::domain::task::attr;
+use shared::lambda::stream::in_order;
 use shared::notifications::{DeliveryStore, EndpointStore, JobQueue, ThresholdStore};
 use shared::store::image::task_from_image;
 use shared::usecase::notify::Notifier;
@@ -57,25 +58,14 @@ where
     pub async fn handle(&self, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse, Error> {
         let (event, context) = event.into_parts();
         info!(request_id = %context.request_id, records = event.records.len(), "batch received");
-        let mut response = DynamoDbEventResponse::default();
-        let mut retrying = false;
-        for record in &event.records {
-            let sequence = record.change.sequence_number.clone();
-            if !retrying {
-                let span = info_span!("record", request_id = %context.request_id, event_id = %record.event_id,
-                                      sequence = sequence.as_deref().unwrap_or_default(), task_id = field::Empty);
-                retrying = self.process(record).instrument(span).await == RecordOutcome::Retry;
-            }
-            if retrying {
-                let Some(sequence) = sequence else {
-                    return Err("a record to retry has no sequence number".into());
-                };
-                let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = Some(sequence);
-                response.batch_item_failures.push(failure);
-            }
-        }
-        Ok(response)
+        let request_id = &context.request_id;
+        Ok(in_order(&event.records, |record| async move {
+            let sequence = record.change.sequence_number.as_deref().unwrap_or_default();
+            let span = info_span!("record", request_id = %request_id, event_id = %record.event_id,
+                                  sequence = sequence, task_id = field::Empty);
+            self.process(record).instrument(span).await == RecordOutcome::Retry
+        })
+        .await?)
     }
 
     async fn process(&self, record: &EventRecord) -> RecordOutcome {

@@ -1,6 +1,10 @@
 //! Notify Lambda: DynamoDB stream (tasks that reached `stored` or `failed`) → deliveries
 //! queued for every matching endpoint. Wiring only; the handler is in [`notify::handler`].
 
+// The handler's future nests the batch report, the use case and the ports' futures;
+// computing its layout needs more than the default 128 levels.
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::Event;
@@ -21,18 +25,18 @@ async fn main() -> Result<(), Error> {
     let config = NotifyConfig::from_env(&Env::process())
         .inspect_err(|e| error!(error = %e, "invalid configuration"))?;
     info!(
-        deliveries = %config.deliveries_table,
-        endpoints = %config.endpoints_table,
+        deliveries = %config.tables.deliveries,
+        endpoints = %config.tables.endpoints,
         "notify starting"
     );
 
     let sdk = sdk_config().await;
     let stores = DynamoNotifications::new(
         dynamodb_client(&sdk, CallTimeouts::BACKGROUND),
-        config.deliveries_table.clone(),
-        config.endpoints_table.clone(),
+        config.tables.deliveries.clone(),
+        config.tables.endpoints.clone(),
     );
-    let queue = SqsJobQueue::new(sqs_client(&sdk), config.jobs_queue_url.clone());
+    let queue = SqsJobQueue::new(sqs_client(&sdk), config.tables.jobs_queue_url.clone());
     let handler = Arc::new(NotifyHandler::new(Notifier {
         endpoints: stores.clone(),
         deliveries: stores.clone(),

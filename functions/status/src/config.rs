@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use shared::domain::notify::endpoint::{EndpointId, EndpointUrlPolicy};
 use shared::domain::notify::health::HealthPolicy;
-use shared::lambda::config::{ConfigError, Env, FromEnv, TaskTtl};
+use shared::lambda::config::{
+    ConfigError, Env, FallbackEndpoint, FromEnv, NotificationTables, TaskTtl,
+};
 
 #[derive(Debug, Clone)]
 pub struct StatusConfig {
@@ -19,9 +21,7 @@ pub struct StatusConfig {
     pub task_ttl: Duration,
     /// `DELIVERIES_TABLE_NAME`, `ENDPOINTS_TABLE_NAME`, `JOBS_QUEUE_URL`: the notification
     /// routes' tables and the queue replays go to.
-    pub deliveries_table: String,
-    pub endpoints_table: String,
-    pub jobs_queue_url: String,
+    pub tables: NotificationTables,
     /// `ENDPOINT_URL_ALLOW_HTTP`, `ENDPOINT_URL_ALLOW_LOOPBACK`, `ENDPOINT_URL_ANY_CHAT_HOST`
     /// (local stacks only): where endpoints may point (and where a test send may go).
     pub url_policy: EndpointUrlPolicy,
@@ -39,18 +39,10 @@ impl StatusConfig {
             presign_ttl: Duration::from_secs(ttl),
             s3_force_path_style: env.flag("S3_FORCE_PATH_STYLE")?,
             task_ttl: TaskTtl::from_env(env)?.0,
-            deliveries_table: env.required("DELIVERIES_TABLE_NAME")?.to_owned(),
-            endpoints_table: env.required("ENDPOINTS_TABLE_NAME")?.to_owned(),
-            jobs_queue_url: env.required("JOBS_QUEUE_URL")?.to_owned(),
+            tables: FromEnv::from_env(env)?,
             url_policy: FromEnv::from_env(env)?,
             health: FromEnv::from_env(env)?,
-            fallback: match env.optional("FALLBACK_ENDPOINT_ID") {
-                None => None,
-                Some(raw) => Some(EndpointId::parse(raw).ok_or(ConfigError::Invalid {
-                    name: "FALLBACK_ENDPOINT_ID",
-                    reason: "not an endpoint id (ep_ and 20 characters)".into(),
-                })?),
-            },
+            fallback: FallbackEndpoint::from_env(env)?.0,
         })
     }
 }

@@ -47,15 +47,15 @@ async fn main() -> Result<(), Error> {
     let s3 = s3_client(&sdk, config.s3_force_path_style);
     let notifications = DynamoNotifications::new(
         dynamodb,
-        config.deliveries_table.clone(),
-        config.endpoints_table.clone(),
+        config.tables.deliveries.clone(),
+        config.tables.endpoints.clone(),
     );
     let operator = Operator {
         courier: Courier {
             deliveries: notifications.clone(),
             endpoints: notifications,
             sender: HttpSender::new(config.url_policy.guard.clone())?,
-            queue: SqsJobQueue::new(sqs_client(&sdk), config.jobs_queue_url.clone()),
+            queue: SqsJobQueue::new(sqs_client(&sdk), config.tables.jobs_queue_url.clone()),
             settings: DeliverSettings {
                 health: config.health,
                 fallback: config.fallback.clone(),

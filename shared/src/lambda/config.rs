@@ -8,7 +8,7 @@ use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::domain::notify::endpoint::EndpointUrlPolicy;
+use crate::domain::notify::endpoint::{EndpointId, EndpointUrlPolicy};
 use crate::domain::notify::health::HealthPolicy;
 use crate::domain::secret::Secret;
 use crate::domain::ssrf::{HostPattern, UrlPolicy};
@@ -227,6 +227,45 @@ impl FromEnv for UrlPolicy {
             allow_loopback: env.flag("VIDEO_URL_ALLOW_LOOPBACK")?,
             allowed_hosts,
         })
+    }
+}
+
+/// The notification tables and job queue: `DELIVERIES_TABLE_NAME`, `ENDPOINTS_TABLE_NAME`,
+/// `JOBS_QUEUE_URL` (notify, deliver and the operator routes all need the three).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationTables {
+    pub deliveries: String,
+    pub endpoints: String,
+    pub jobs_queue_url: String,
+}
+
+impl FromEnv for NotificationTables {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            deliveries: env.required("DELIVERIES_TABLE_NAME")?.to_owned(),
+            endpoints: env.required("ENDPOINTS_TABLE_NAME")?.to_owned(),
+            jobs_queue_url: env.required("JOBS_QUEUE_URL")?.to_owned(),
+        })
+    }
+}
+
+/// `FALLBACK_ENDPOINT_ID`: the endpoint told (`endpoint.disabled`) when another is disabled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FallbackEndpoint(pub Option<EndpointId>);
+
+impl FromEnv for FallbackEndpoint {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        match env.optional("FALLBACK_ENDPOINT_ID") {
+            None => Ok(Self(None)),
+            Some(raw) => {
+                EndpointId::parse(raw)
+                    .map(|id| Self(Some(id)))
+                    .ok_or(ConfigError::Invalid {
+                        name: "FALLBACK_ENDPOINT_ID",
+                        reason: "not an endpoint id (ep_ and 20 characters)".into(),
+                    })
+            }
+        }
     }
 }
 

@@ -52,6 +52,17 @@ impl DynamoNotifications {
         }
     }
 
+    /// An update of endpoint `id`'s own item (not its counters).
+    fn update_endpoint_item(
+        &self,
+        id: &EndpointId,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.endpoints)
+            .set_key(Some(Self::key(id, "endpoint")))
+    }
+
     fn key(endpoint: &EndpointId, sk: &str) -> DynamoItem {
         HashMap::from([
             ("endpoint_id".to_owned(), s(endpoint.as_str())),
@@ -292,10 +303,7 @@ impl EndpointAdmin for DynamoNotifications {
             "updated_at",
         ];
         let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.endpoints)
-            .set_key(Some(Self::key(&endpoint.id, "endpoint")))
+            .update_endpoint_item(&endpoint.id)
             .condition_expression("attribute_exists(endpoint_id)");
         let (mut set, mut remove) = (Vec::new(), Vec::new());
         for name in REPLACED {
@@ -319,10 +327,7 @@ impl EndpointAdmin for DynamoNotifications {
 
     async fn enable(&self, id: &EndpointId, now: Timestamp) -> Result<bool, NotifyStoreError> {
         let request = self
-            .client
-            .update_item()
-            .table_name(&self.endpoints)
-            .set_key(Some(Self::key(id, "endpoint")))
+            .update_endpoint_item(id)
             .update_expression(
                 "SET enabled = :yes, consecutive_failures = :zero, updated_at = :now \
                  REMOVE failing_since, disabled_at, disabled_reason",
@@ -432,10 +437,7 @@ impl EndpointStore for DynamoNotifications {
         change: HealthChange,
     ) -> Result<Health, NotifyStoreError> {
         let request = self
-            .client
-            .update_item()
-            .table_name(&self.endpoints)
-            .set_key(Some(Self::key(id, "endpoint")))
+            .update_endpoint_item(id)
             .condition_expression("attribute_exists(endpoint_id)")
             .return_values(ReturnValue::AllNew);
         let request = match change {
@@ -465,10 +467,7 @@ impl EndpointStore for DynamoNotifications {
         now: Timestamp,
     ) -> Result<bool, NotifyStoreError> {
         let request = self
-            .client
-            .update_item()
-            .table_name(&self.endpoints)
-            .set_key(Some(Self::key(id, "endpoint")))
+            .update_endpoint_item(id)
             .update_expression(
                 "SET enabled = :no, disabled_at = :now, disabled_reason = :why, updated_at = :now",
             )

@@ -57,6 +57,44 @@ pub fn envelope(task_id: &str, code: u16, video_url: Option<&str>, msg: &str) ->
     }
 }
 
+/// A task as ingest leaves it once stored: `task_id`'s success callback at `at`, then
+/// `stored` at `revision` with a 10-byte video under `videos/{task_id}.mp4`.
+pub fn stored_task(
+    task_id: &str,
+    revision: u64,
+    at: crate::Timestamp,
+) -> crate::domain::task::Task {
+    use crate::domain::task::{DEFAULT_TASK_TTL, StoredVideo, Task, TaskStatus};
+    let mut task = Task::from_callback(
+        &success(task_id, "https://cdn.example/v.mp4"),
+        at,
+        DEFAULT_TASK_TTL,
+    );
+    task.status = TaskStatus::Stored;
+    task.revision = revision;
+    task.video = Some(StoredVideo {
+        bucket: "b".into(),
+        key: format!("videos/{task_id}.mp4"),
+        bytes: 10,
+        sha256: "ab".repeat(32),
+        content_type: "video/mp4".into(),
+    });
+    task
+}
+
+/// Signing headers (as the sender carries them) as a header map, for the verifier.
+pub fn header_map(headers: &[(&'static str, String)]) -> http::HeaderMap {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_str(value).ok()?,
+            ))
+        })
+        .collect()
+}
+
 /// The upstream's success callback for `task_id`.
 pub fn success(task_id: &str, video_url: &str) -> CallbackEnvelope {
     envelope(task_id, 200, Some(video_url), "MP4 generated successfully.")

@@ -426,16 +426,7 @@ mod tests {
         assert_eq!(run(&w, &id, T0).await, Delivered::Succeeded);
         let sent = w.sender.requests();
         assert_eq!(sent.len(), 1);
-        let headers: http::HeaderMap = sent[0]
-            .headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    http::HeaderName::from_static(n),
-                    http::HeaderValue::from_str(v).unwrap(),
-                )
-            })
-            .collect();
+        let headers = crate::test_support::header_map(&sent[0].headers);
         let verifier = Verifier::default().with_standard_webhooks(vec![Secret::new(KEY.to_vec())]);
         let req = CallbackRequest {
             tokens: &[],

@@ -270,7 +270,7 @@ mod tests {
     use crate::domain::notify::delivery::DeliveryStatus;
     use crate::domain::notify::endpoint::{EndpointSpec, EndpointUrlPolicy};
     use crate::domain::notify::event::{EventData, EventType};
-    use crate::domain::task::{DEFAULT_TASK_TTL, StoredVideo};
+    use crate::domain::task::DEFAULT_TASK_TTL;
     use crate::notifications::memory::{
         MemoryDeliveries, MemoryEndpoints, MemoryQueue, MemoryThresholds,
     };
@@ -324,14 +324,7 @@ mod tests {
         );
         task.revision = revision;
         if stored {
-            task.status = TaskStatus::Stored;
-            task.video = Some(StoredVideo {
-                bucket: "b".into(),
-                key: format!("videos/{id}.mp4"),
-                bytes: 10,
-                sha256: "00".repeat(32),
-                content_type: "video/mp4".into(),
-            });
+            return crate::test_support::stored_task(id, revision, T0);
         }
         task
     }

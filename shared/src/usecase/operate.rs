@@ -422,11 +422,10 @@ mod tests {
     use crate::domain::notify::classify::TransportError;
     use crate::domain::notify::event::EventType;
     use crate::domain::notify::health::HealthPolicy;
-    use crate::domain::task::{DEFAULT_TASK_TTL, StoredVideo, TaskStatus};
+    use crate::domain::task::TaskStatus;
     use crate::domain::verify::{CallbackRequest, Scheme, Verified, Verifier};
     use crate::notifications::memory::{MemoryDeliveries, MemoryEndpoints, MemoryQueue};
     use crate::sender::scripted::ScriptedSender;
-    use crate::test_support::envelope;
     use crate::usecase::deliver::DeliverSettings;
 
     type World = Operator<Arc<MemoryDeliveries>, Arc<MemoryEndpoints>, ScriptedSender, MemoryQueue>;
@@ -455,21 +454,7 @@ mod tests {
     }
 
     fn stored(id: &str) -> Task {
-        let mut task = Task::from_callback(
-            &envelope(id, 200, Some("https://cdn.example/v.mp4"), "ok"),
-            T0,
-            DEFAULT_TASK_TTL,
-        );
-        task.status = TaskStatus::Stored;
-        task.revision = 3;
-        task.video = Some(StoredVideo {
-            bucket: "b".into(),
-            key: format!("videos/{id}.mp4"),
-            bytes: 10,
-            sha256: "ab".repeat(32),
-            content_type: "video/mp4".into(),
-        });
-        task
+        crate::test_support::stored_task(id, 3, T0)
     }
 
     #[tokio::test]
@@ -494,16 +479,7 @@ mod tests {
         assert_eq!(delivery.attempts.len(), 1);
         // The receiver verifies the test with the secret it was given, using our verifier.
         let sent = &w.courier.sender.requests()[0];
-        let headers: http::HeaderMap = sent
-            .headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    http::HeaderName::from_static(n),
-                    http::HeaderValue::from_str(v).unwrap(),
-                )
-            })
-            .collect();
+        let headers = crate::test_support::header_map(&sent.headers);
         let key = crate::domain::verify::standard_webhooks::decode_whsec(&secret).unwrap();
         let verifier = Verifier::default().with_standard_webhooks(vec![Secret::new(key)]);
         let request = CallbackRequest {
@@ -534,16 +510,7 @@ mod tests {
         w.courier.sender.answer(200, "ok");
         w.test(&created.endpoint.id, T0).await.unwrap();
         let sent = &w.courier.sender.requests()[0];
-        let headers: http::HeaderMap = sent
-            .headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    http::HeaderName::from_static(n),
-                    http::HeaderValue::from_str(v).unwrap(),
-                )
-            })
-            .collect();
+        let headers = crate::test_support::header_map(&sent.headers);
         let verifier = Verifier::default().with_standard_webhooks_public_keys(vec![public]);
         let request = CallbackRequest {
             tokens: &[],

@@ -136,7 +136,7 @@ impl SigningKeys {
 
 #[cfg(test)]
 mod tests {
-    use http::{HeaderMap, HeaderName, HeaderValue};
+    use http::HeaderMap;
 
     use super::*;
     use crate::domain::verify::standard_webhooks::decode_whsec;
@@ -153,17 +153,7 @@ mod tests {
         Secret::new(decode_whsec(raw).unwrap())
     }
 
-    fn header_map(headers: &[(&'static str, String)]) -> HeaderMap {
-        headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    HeaderName::from_static(n),
-                    HeaderValue::from_str(v).unwrap(),
-                )
-            })
-            .collect()
-    }
+    use crate::test_support::header_map;
 
     fn verify(keys: Vec<Secret>, headers: &HeaderMap, body: &[u8], now: Timestamp) -> bool {
         let verifier = Verifier::default().with_standard_webhooks(keys);
