@@ -1,5 +1,5 @@
 # The README's two commands come first: `make run` (local stack) and `make test`.
-.PHONY: run test test-faults test-load fuzz stop lint bench-ingest build deploy
+.PHONY: run test test-faults test-load fuzz stop lint bench-ingest bench-receiver build deploy
 
 run: ## Local stack: DynamoDB + S3 servers, the functions under cargo lambda watch, the stream pump
 	bash infra/setup.sh
@@ -30,6 +30,9 @@ lint: ## Format, clippy, unused dependencies and template checks, as CI runs the
 bench-ingest: ## Ingest throughput and memory vs curl and rclone (docs/benchmarks.md)
 	bash infra/setup.sh
 	python3 infra/bench/bench_ingest.py
+
+bench-receiver: ## Envelope parse and each verification scheme (criterion), as ratios to same-run baselines
+	python3 infra/bench/bench_receiver.py
 
 build: ## Release binaries for Lambda (arm64), as sam build makes them
 	rustup target add aarch64-unknown-linux-gnu
