@@ -53,7 +53,9 @@ impl ApiError for StatusError {
                 OperateError::InvalidEndpoint(_) | OperateError::InvalidRequest(_) => {
                     StatusCode::BAD_REQUEST
                 }
-                OperateError::NoOutcome | OperateError::Conflict => StatusCode::CONFLICT,
+                OperateError::NoOutcome | OperateError::Conflict | OperateError::Disabled => {
+                    StatusCode::CONFLICT
+                }
                 OperateError::Store(_) | OperateError::Queue(_) | OperateError::Deliver(_) => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
@@ -80,6 +82,7 @@ impl ApiError for StatusError {
                 OperateError::InvalidRequest(_) => "invalid_request",
                 OperateError::NoOutcome => "no_outcome",
                 OperateError::Conflict => "conflict",
+                OperateError::Disabled => "endpoint_disabled",
                 OperateError::Store(_) | OperateError::Queue(_) | OperateError::Deliver(_) => {
                     "unavailable"
                 }

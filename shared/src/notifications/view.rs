@@ -49,7 +49,7 @@ impl<'a> EndpointView<'a> {
         let url = if s.kind.url_is_secret() {
             mask_url(&s.url)
         } else {
-            s.url.clone()
+            without_query(&s.url)
         };
         use crate::domain::notify::signing::{SigningScheme, whsec};
         let signing_secrets = match endpoint.signing.as_ref() {
@@ -85,6 +85,18 @@ impl<'a> EndpointView<'a> {
             created_at: endpoint.created_at,
             updated_at: endpoint.updated_at,
         }
+    }
+}
+
+/// A generic endpoint's URL whole, but its query masked: a query may carry a token (as our
+/// own receiver's `?token=` does).
+fn without_query(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.query().is_some() => {
+            parsed.set_query(None);
+            format!("{parsed}?…")
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -128,6 +140,16 @@ mod tests {
         assert_eq!(
             view.url, "https://hooks.example.com/mv",
             "a generic URL is not a secret"
+        );
+        let tokened = endpoint(
+            "webhook",
+            "https://hooks.example.com/mv?token=SECRETtoken123",
+        );
+        let masked = serde_json::to_string(&EndpointView::of(&tokened, T0)).unwrap();
+        assert!(!masked.contains("SECRETtoken123"), "{masked}");
+        assert!(
+            masked.contains(r#""url":"https://hooks.example.com/mv?…""#),
+            "{masked}"
         );
         for key in [&old, &new] {
             let full = whsec(key);

@@ -50,6 +50,10 @@ pub enum OperateError {
     /// The task has no outcome yet (or cannot be read as one): nothing to notify.
     #[error("the task is not stored or failed yet")]
     NoOutcome,
+    /// A test send to a disabled endpoint: enable it first (a test never sends behind the
+    /// flag's back).
+    #[error("the endpoint is disabled; enable it to test it")]
+    Disabled,
     /// Changed by someone else between the read and the write: try again.
     #[error("changed meanwhile; try again")]
     Conflict,
@@ -258,9 +262,12 @@ where
         now: Timestamp,
     ) -> Result<(Delivery, Delivered), OperateError> {
         let endpoint = self.endpoint(id).await?;
+        if !endpoint.enabled {
+            return Err(OperateError::Disabled);
+        }
         let nonce = u64::from_le_bytes(random_bytes::<8>()?);
         let event = Event::test(endpoint.id.as_str(), now, nonce);
-        let delivery = Delivery::new(event, endpoint.id.clone(), endpoint.enabled, now);
+        let delivery = Delivery::new(event, endpoint.id.clone(), true, now);
         self.deliveries().create(&delivery).await?;
         let outcome = self.courier.deliver(&delivery.id, now, 0.5).await?;
         self.follow_up(&delivery.id, &outcome).await?;
@@ -675,6 +682,7 @@ mod tests {
 
         let off = w.set_enabled(&id, false, T0).await.unwrap();
         assert!(!off.enabled);
+        assert!(matches!(w.test(&id, T0).await, Err(OperateError::Disabled)));
         let on = w.set_enabled(&id, true, T0).await.unwrap();
         assert!(on.enabled && on.disabled.is_none());
 
