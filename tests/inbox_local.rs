@@ -28,6 +28,11 @@ async fn post(
     (response.status().as_u16(), retry_after)
 }
 
+async fn requests(client: &reqwest::Client, inbox: &Inbox, name: &str) -> Vec<Value> {
+    let url = format!("{}/_requests/{name}", inbox.url());
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
 async fn the_inbox_verifies_with_the_shared_verifier_and_answers_as_scripted() {
     let inbox = Inbox::start(0, None).await.unwrap();
@@ -71,14 +76,7 @@ async fn the_inbox_verifies_with_the_shared_verifier_and_answers_as_scripted() {
     let other = format!("{}/hooks/b", inbox.url());
     assert_eq!(post(&client, &other, &signed, body).await.0, 200);
 
-    let got: Vec<Value> = client
-        .get(format!("{}/_requests/a", inbox.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got = requests(&client, &inbox, "a").await;
     let verdicts: Vec<&str> = got
         .iter()
         .map(|g| g["signature"].as_str().unwrap())
@@ -88,14 +86,7 @@ async fn the_inbox_verifies_with_the_shared_verifier_and_answers_as_scripted() {
     assert_eq!(&verdicts[2..], ["unsigned", "unsigned"]);
     assert_eq!(got[0]["headers"]["webhook-id"], "evt_1");
     assert_eq!(got[1]["body"], "tampered");
-    let b: Vec<Value> = client
-        .get(format!("{}/_requests/b", inbox.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let b = requests(&client, &inbox, "b").await;
     assert_eq!(b[0]["signature"], "no_secret");
     let wrong = client
         .post(format!("{}/elsewhere", inbox.url()))

@@ -120,13 +120,13 @@ mod tests {
     use lambda_runtime::Context;
     use shared::domain::notify::delivery::DeliveryStatus;
     use shared::domain::notify::endpoint::{EndpointId, EndpointSpec, EndpointUrlPolicy};
-    use shared::domain::task::{DEFAULT_TASK_TTL, FailureReason, Item, StoredVideo, Task};
+    use shared::domain::task::{DEFAULT_TASK_TTL, FailureReason, Item, Task};
     use shared::notifications::Endpoint;
     use shared::notifications::Job;
     use shared::notifications::memory::{
         MemoryDeliveries, MemoryEndpoints, MemoryQueue, MemoryThresholds,
     };
-    use shared::test_support::{envelope, stream_change_event};
+    use shared::test_support::{envelope, stored_task, stream_change_event};
     use shared::{TaskStatus, Timestamp};
 
     type Handler = NotifyHandler<MemoryEndpoints, MemoryDeliveries, MemoryThresholds, MemoryQueue>;
@@ -157,6 +157,9 @@ mod tests {
     }
 
     fn task(id: &str, status: TaskStatus, revision: u64) -> Task {
+        if status == TaskStatus::Stored {
+            return stored_task(id, revision, Timestamp::now());
+        }
         let mut task = Task::from_callback(
             &envelope(id, 200, Some("https://cdn.example/v.mp4"), "ok"),
             Timestamp::now(),
@@ -164,18 +167,8 @@ mod tests {
         );
         task.status = status;
         task.revision = revision;
-        match status {
-            TaskStatus::Stored => {
-                task.video = Some(StoredVideo {
-                    bucket: "b".into(),
-                    key: format!("videos/{id}.mp4"),
-                    bytes: 10,
-                    sha256: "ab".repeat(32),
-                    content_type: "video/mp4".into(),
-                });
-            }
-            TaskStatus::Failed => task.failure_reason = Some(FailureReason::SourceNotFound),
-            _ => {}
+        if status == TaskStatus::Failed {
+            task.failure_reason = Some(FailureReason::SourceNotFound);
         }
         task
     }

@@ -452,6 +452,18 @@ mod tests {
         }
     }
 
+    /// Whether the first request the sender sent passes `verifier` (as its receiver would check it).
+    fn sent_passes(w: &World, verifier: &Verifier) -> bool {
+        let sent = &w.courier.sender.requests()[0];
+        let headers = crate::test_support::header_map(&sent.headers);
+        let request = CallbackRequest {
+            tokens: &[],
+            headers: &headers,
+            body: &sent.body,
+        };
+        verifier.verify(&request, T0) == Ok(Verified::By(Scheme::StandardWebhooks))
+    }
+
     fn spec(json: serde_json::Value) -> EndpointSpec {
         serde_json::from_value(json).unwrap()
     }
@@ -485,19 +497,9 @@ mod tests {
         assert_eq!(delivery.event.event_type, EventType::Test);
         assert_eq!(delivery.attempts.len(), 1);
         // The receiver verifies the test with the secret it was given, using our verifier.
-        let sent = &w.courier.sender.requests()[0];
-        let headers = crate::test_support::header_map(&sent.headers);
         let key = crate::domain::verify::standard_webhooks::decode_whsec(&secret).unwrap();
         let verifier = Verifier::default().with_standard_webhooks(vec![Secret::new(key)]);
-        let request = CallbackRequest {
-            tokens: &[],
-            headers: &headers,
-            body: &sent.body,
-        };
-        assert_eq!(
-            verifier.verify(&request, T0),
-            Ok(Verified::By(Scheme::StandardWebhooks))
-        );
+        assert!(sent_passes(&w, &verifier));
     }
 
     #[tokio::test]
@@ -516,18 +518,8 @@ mod tests {
         let public = crate::domain::verify::decode_whpk(&view.public_keys[0]).unwrap();
         w.courier.sender.answer(200, "ok");
         w.test(&created.endpoint.id, T0).await.unwrap();
-        let sent = &w.courier.sender.requests()[0];
-        let headers = crate::test_support::header_map(&sent.headers);
         let verifier = Verifier::default().with_standard_webhooks_public_keys(vec![public]);
-        let request = CallbackRequest {
-            tokens: &[],
-            headers: &headers,
-            body: &sent.body,
-        };
-        assert_eq!(
-            verifier.verify(&request, T0),
-            Ok(Verified::By(Scheme::StandardWebhooks))
-        );
+        assert!(sent_passes(&w, &verifier));
         // Rotating keeps the scheme and, again, shows no secret.
         let rotated = w.rotate_secret(&created.endpoint.id, T0).await.unwrap();
         assert!(rotated.secret.is_none());
