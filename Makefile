@@ -1,5 +1,5 @@
 # The README's two commands come first: `make run` (local stack) and `make test`.
-.PHONY: run test test-faults test-load fuzz stop lint bench-ingest bench-receiver build deploy
+.PHONY: run test test-faults test-load fuzz stop lint bench-ingest bench-receiver bench-answer bench-size build deploy
 
 run: ## Local stack: DynamoDB + S3 servers, the functions under cargo lambda watch, the stream pump
 	bash infra/setup.sh
@@ -33,6 +33,14 @@ bench-ingest: ## Ingest throughput and memory vs curl and rclone (docs/benchmark
 
 bench-receiver: ## Envelope parse and each verification scheme (criterion), as ratios to same-run baselines
 	python3 infra/bench/bench_receiver.py
+
+bench-answer: ## Answer time (p50/p99, 10 MiB-1 GiB videos) of the receiver under the local stack vs a naive download-then-answer baseline
+	bash infra/setup.sh
+	python3 infra/bench/bench_answer.py
+
+bench-size: ## Release arm64 binary sizes and process start -> ready for the first event
+	bash infra/setup.sh
+	python3 infra/bench/bench_size.py
 
 build: ## Release binaries for Lambda (arm64), as sam build makes them
 	rustup target add aarch64-unknown-linux-gnu

@@ -227,3 +227,81 @@ async fn a_dead_invocations_task_is_redriven_through_the_stream() {
     assert_eq!(body["video"]["sha256"], video.sha256());
     assert_eq!(body["attempts"], 2);
 }
+
+/// Rotation without a redeploy: a token added to the configuration secret is accepted by
+/// the running receiver once its refresh interval (10 s locally) has passed, the old one
+/// keeps working meanwhile, and a token in neither is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_added_to_the_secret_is_accepted_without_a_redeploy() {
+    let stack = Stack::load();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let secrets = stack.secrets_manager();
+    let id = stack.var("CONFIG_SECRET_ID");
+    let before = secrets
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .unwrap()
+        .secret_string
+        .unwrap();
+    let mut rotated: Value = serde_json::from_str(&before).unwrap();
+    let old = rotated["CALLBACK_TOKENS"].as_str().unwrap().to_owned();
+    let new = format!("rotated-{}", unique_task_id("tok"));
+    rotated["CALLBACK_TOKENS"] = format!("{old},{new}").into();
+    secrets
+        .put_secret_value()
+        .secret_id(id)
+        .secret_string(rotated.to_string())
+        .send()
+        .await
+        .unwrap();
+
+    let unsigned = stack.var("CALLBACK_URL_UNSIGNED").to_owned();
+    let send = |token: String| {
+        let client = client.clone();
+        let url = format!("{unsigned}?token={token}");
+        async move {
+            let task_id = unique_task_id("rotation");
+            let body = json!({"code": 451, "msg": "rotation check", "data": {"task_id": task_id, "video_url": null}});
+            client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Every receiver instance reads the secret again on its first use after 10 s; until
+    // then it answers with what it has (the old list), never with an error of its own.
+    let accepted = eventually(
+        Duration::from_secs(60),
+        "the new token to be accepted",
+        || {
+            let send = &send;
+            let new = new.clone();
+            async move {
+                let status = send(new).await;
+                assert!(matches!(status, 200 | 401), "{status}");
+                (status == 200).then_some(())
+            }
+        },
+    )
+    .await;
+    let _: () = accepted;
+    assert_eq!(send(old.clone()).await, 200, "the old token still works");
+    assert_eq!(send("never-in-the-secret-0123456789".into()).await, 401);
+
+    secrets
+        .put_secret_value()
+        .secret_id(id)
+        .secret_string(before)
+        .send()
+        .await
+        .unwrap();
+}

@@ -76,6 +76,9 @@ async fn current(stack: &Stack, task: &Task) -> Task {
         .unwrap()
 }
 
+/// The stored object: its bytes, user metadata and content type, with its tags merged
+/// into the metadata map (the commit writes `sha256` and `bytes` as tags). Also checks
+/// that S3 holds the whole-object CRC64NVME of exactly these bytes.
 async fn object(
     stack: &Stack,
     key: &str,
@@ -89,12 +92,33 @@ async fn object(
         .get_object()
         .bucket(stack.bucket())
         .key(key)
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
         .send()
         .await
         .expect("object stored");
-    let metadata = out.metadata().cloned().unwrap_or_default();
+    let mut metadata = out.metadata().cloned().unwrap_or_default();
     let content_type = out.content_type().map(str::to_owned);
+    let stored_crc = out.checksum_crc64_nvme().map(str::to_owned);
     let bytes = out.body.collect().await.unwrap().into_bytes().to_vec();
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &bytes);
+    use base64::Engine as _;
+    let expected = base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes());
+    assert_eq!(
+        stored_crc.as_deref(),
+        Some(expected.as_str()),
+        "S3's CRC64NVME of {key}"
+    );
+    let tags = stack
+        .s3()
+        .get_object_tagging()
+        .bucket(stack.bucket())
+        .key(key)
+        .send()
+        .await
+        .expect("object tags");
+    for tag in tags.tag_set() {
+        metadata.insert(tag.key().to_owned(), tag.value().to_owned());
+    }
     (bytes, metadata, content_type)
 }
 
@@ -648,4 +672,50 @@ async fn an_unreadable_image_fails_the_task() {
         (after.status, after.failure_reason),
         (TaskStatus::Failed, Some(FailureReason::UnreadableRecord))
     );
+}
+
+/// The commit's whole-object CRC64NVME is checked by the S3 server itself: a wrong one
+/// (as a bug in our running checksum would send) is refused, for a put and for a
+/// multipart upload, and nothing is stored.
+#[tokio::test]
+async fn the_s3_server_refuses_a_wrong_whole_object_checksum() {
+    use shared::sink::{Finished, MultipartUpload, ObjectMeta, VideoSink};
+
+    let stack = Stack::load();
+    let sink = S3VideoSink::new(stack.s3(), stack.bucket());
+    let meta = ObjectMeta {
+        content_type: "video/mp4".into(),
+        metadata: Vec::new(),
+    };
+    let part = bytes::Bytes::from(vec![7u8; 5 * MIB as usize]);
+    let right = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &part);
+    let finished = |crc64nvme| Finished {
+        bytes: part.len() as u64,
+        sha256: "0".repeat(64),
+        crc64nvme,
+    };
+
+    let key = format!("videos/{}.mp4", unique_task_id("crc-put"));
+    let err = sink
+        .put(&key, part.clone(), &meta, &finished(right ^ 1))
+        .await
+        .expect_err("a wrong checksum on a put is refused");
+    assert_eq!(err.operation, "PutObject");
+    assert!(sink.head(&key).await.unwrap().is_none());
+
+    let key = format!("videos/{}.mp4", unique_task_id("crc-mpu"));
+    let upload = sink.start(&key, &meta).await.unwrap();
+    let uploaded = upload.upload_part(1, part.clone()).await.unwrap();
+    let refused = upload
+        .complete(vec![uploaded.clone()], &finished(right ^ 1))
+        .await;
+    if refused.is_ok() {
+        sink.delete(&key).await.unwrap();
+    }
+    upload.abort().await.ok();
+    assert!(
+        refused.is_err(),
+        "a wrong whole-object checksum completed an upload"
+    );
+    assert!(sink.head(&key).await.unwrap().is_none());
 }

@@ -4,6 +4,11 @@ a video from an HTTP server into S3, against two baselines measured in the same 
 For each size (100 MiB and 1 GiB by default), from one local video server:
   curl     `curl -o /dev/null`: the source limit (download only, nothing stored)
   rclone   `rclone copyurl` into the same bucket (Debian's rclone, default settings)
+  sink     the sink's own limit: `sink-limit` (benches/src/bin/sink_limit.rs) uploads the same
+           number of bytes from memory into the same bucket through ingest's S3 adapter, with the
+           same part size, concurrency and checksums, and no source; it also times the commit's
+           last step both ways on the object (the in-place CopyObject ingest used to make, and
+           the PutObjectTagging that replaced it)
   ingest   the release `ingest` binary, invoked through a minimal Lambda Runtime API with
            a real-shaped DynamoDB stream event, exactly as Lambda would; the task must end
            `stored` with the source's SHA-256 or the run fails
@@ -164,6 +169,7 @@ class Bench:
     seaweed_pid: int
     source_pid: int
     videos: dict[str, tuple[int, str]] = field(default_factory=dict)  # path -> (bytes, sha256)
+    commits: list[tuple[int, float, float]] = field(default_factory=list)  # (size, copy s, tag s)
 
     def cpu(self) -> tuple[float, float]:
         return cpu_seconds(self.seaweed_pid), cpu_seconds(self.source_pid)
@@ -189,6 +195,24 @@ class Bench:
         })
         target = f"bench:{BUCKET}/rclone/{uuid.uuid4().hex}.mp4"
         return timed(["rclone", "copyurl", self.url(path), target], env=env)
+
+    def sink(self, size: int, binary: Path) -> tuple[float, int, float]:
+        """The sink limit: the upload's own timing (the process start and the SDK's set-up
+        are not the sink's); records the commit's copy and tagging times."""
+        env = {"PATH": os.environ["PATH"], **self.cfg.aws_env(), "AWS_EC2_METADATA_DISABLED": "true"}
+        key = f"sink/{uuid.uuid4().hex}.mp4"
+        out = OUT / "sink.json"
+        time_out = OUT / "sink-time.txt"
+        with open(out, "w") as stdout:
+            proc = subprocess.run(["/usr/bin/time", "-o", str(time_out), "-f", "%M %U %S", str(binary), BUCKET,
+                                   key, str(size), str(8 * MIB), "4"], env=env, stdout=stdout,
+                                  stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"sink-limit failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        figures = json.loads(out.read_text().strip().splitlines()[-1])
+        self.commits.append((size, figures["copy_s"], figures["tag_s"]))
+        rss, user, system = time_out.read_text().split()[-3:]
+        return figures["upload_s"], int(rss), float(user) + float(system)
 
     def ingest(self, path: str, binary: Path) -> tuple[float, int, float]:
         size, sha256 = self.videos[path]
@@ -244,12 +268,13 @@ def ensure_rclone() -> None:
                    env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 
-def build() -> tuple[Path, Path]:
-    local.say("cargo build --release (ingest, video-server)")
+def build() -> tuple[Path, Path, Path]:
+    local.say("cargo build --release (ingest, video-server, sink-limit)")
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "ingest", "--bin", "ingest",
-                    "-p", "integration-tests", "--bin", "video-server"], cwd=REPO, check=True)
+                    "-p", "integration-tests", "--bin", "video-server", "-p", "benches", "--bin", "sink-limit"],
+                   cwd=REPO, check=True)
     target = REPO / "target" / "release"
-    return target / "ingest", target / "video-server"
+    return target / "ingest", target / "video-server", target / "sink-limit"
 
 
 def start_source(stack: local.Stack, binary: Path, sizes: list[int]) -> tuple[int, dict[str, tuple[int, str]]]:
@@ -269,7 +294,7 @@ def start_source(stack: local.Stack, binary: Path, sizes: list[int]) -> tuple[in
     return child.pid, videos
 
 
-def report(runs: list[Run], sizes: list[int]) -> str:
+def report(runs: list[Run], sizes: list[int], commits: list[tuple[int, float, float]]) -> str:
     def median(tool: str, size: int, key) -> float:  # noqa: ANN001
         return statistics.median(key(r) for r in runs if r.tool == tool and r.size == size)
 
@@ -278,18 +303,27 @@ def report(runs: list[Run], sizes: list[int]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for size in sizes:
-        for tool in ("curl", "rclone", "ingest"):
+        for tool in ("curl", "rclone", "sink", "ingest"):
             peak = max(r.peak_rss_kib for r in runs if r.tool == tool and r.size == size) / 1024
             lines.append(
                 f"| {human(size)} | {tool} | {median(tool, size, lambda r: r.mib_s):.0f} | "
                 f"{median(tool, size, lambda r: r.seconds):.2f} | {peak:.1f} | "
                 f"{median(tool, size, lambda r: r.client_cpu):.2f} | {median(tool, size, lambda r: r.s3_cpu):.2f} | "
                 f"{median(tool, size, lambda r: r.source_cpu):.2f} |")
-    lines += ["", "| size | ingest / curl (throughput) | ingest / rclone (throughput) |", "|---|---:|---:|"]
+    lines += ["", "| size | ingest / sink limit | ingest / rclone | ingest / curl (throughput) |",
+              "|---|---:|---:|---:|"]
     for size in sizes:
         ingest = median("ingest", size, lambda r: r.mib_s)
-        lines.append(f"| {human(size)} | {ingest / median('curl', size, lambda r: r.mib_s):.2f} | "
-                     f"{ingest / median('rclone', size, lambda r: r.mib_s):.2f} |")
+        lines.append(f"| {human(size)} | {ingest / median('sink', size, lambda r: r.mib_s):.2f} | "
+                     f"{ingest / median('rclone', size, lambda r: r.mib_s):.2f} | "
+                     f"{ingest / median('curl', size, lambda r: r.mib_s):.2f} |")
+    lines += ["", "| size | commit step | median ms |", "|---|---|---:|"]
+    for size in sizes:
+        copies = [c for s, c, _ in commits if s == size]
+        tags = [t for s, _, t in commits if s == size]
+        if copies:
+            lines.append(f"| {human(size)} | in-place CopyObject (before) | {statistics.median(copies) * 1000:.1f} |")
+            lines.append(f"| {human(size)} | PutObjectTagging (now) | {statistics.median(tags) * 1000:.1f} |")
     if len(sizes) > 1:
         small, big = sizes[0], sizes[-1]
         rss = {s: max(r.peak_rss_kib for r in runs if r.tool == "ingest" and r.size == s) / 1024 for s in (small, big)}
@@ -311,7 +345,7 @@ def main() -> int:
     (OUT / "ingest.log").unlink(missing_ok=True)
     local.ensure_tools()
     ensure_rclone()
-    ingest_bin, server_bin = build()
+    ingest_bin, server_bin, sink_bin = build()
     cfg = local.Config(DYNAMODB_PORT, S3_PORT, 0, 0, TABLE, BUCKET, token="unused")
     stack = local.Stack()
     try:
@@ -326,13 +360,14 @@ def main() -> int:
             for size in sizes:
                 path = next(p for p, (n, _) in videos.items() if n == size)
                 for tool, fn in (("curl", lambda: bench.curl(path)), ("rclone", lambda: bench.rclone(path)),
+                                 ("sink", lambda: bench.sink(size, sink_bin)),
                                  ("ingest", lambda: bench.ingest(path, ingest_bin))):
                     run = bench.measure(tool, size, fn)
                     runs.append(run)
                     local.say(f"rep {rep} {human(size):>7} {tool:<6} {run.mib_s:7.1f} MiB/s "
                               f"{run.seconds:6.2f} s  RSS {run.peak_rss_kib / 1024:6.1f} MiB  "
                               f"CPU client {run.client_cpu:.2f} s, S3 {run.s3_cpu:.2f} s, source {run.source_cpu:.2f} s")
-        table = report(runs, sizes)
+        table = report(runs, sizes, bench.commits)
         (OUT / "results.md").write_text(table + "\n")
         (OUT / "runs.json").write_text(json.dumps([r.__dict__ for r in runs], indent=1))
         print("\n" + table + f"\n\n(written to {OUT / 'results.md'}; raw runs in runs.json; "

@@ -85,9 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--logs", type=Path, default=stack.LOGS)
     p.add_argument("--env", type=Path, default=stack.FUNCTIONS_ENV)
+    p.add_argument("--secret-env", type=Path, default=stack.SECRET_ENV,
+                   help="the configuration secret's variables (the functions read them from Secrets Manager)")
     args = p.parse_args(argv)
 
     env = stack.read_env_file(args.env)
+    if args.secret_env.exists():
+        env.update(stack.read_env_file(args.secret_env))
     secrets = secrets_from_env(env)
     if not secrets:
         print(f"secrets_scan: no secrets configured in {args.env}: nothing to look for", file=sys.stderr)

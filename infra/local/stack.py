@@ -49,6 +49,9 @@ LOGS = LOCAL / "logs"
 PIDS = LOCAL / "pids"
 STACK_ENV = LOCAL / "stack.env"
 FUNCTIONS_ENV = LOCAL / "functions.env"
+# The configuration secret's variables, as stored in the local Secrets Manager (moto), for
+# the secrets scan: the functions themselves read them from the secret.
+SECRET_ENV = LOCAL / "secret.env"
 VIDEOS = LOCAL / "videos"
 HOST = "127.0.0.1"
 REGION = "us-east-1"
@@ -181,16 +184,33 @@ class Config:
             "AWS_SECRET_ACCESS_KEY": "test",
         }
 
-    def functions_env(self) -> dict[str, str]:
-        env = {
-            "TABLE_NAME": self.table,
-            "BUCKET_NAME": self.bucket,
-            **self.aws_env(),
+    @property
+    def secret_name(self) -> str:
+        return f"{self.table}/config"
+
+    def secret_vars(self) -> dict[str, str]:
+        """What the local configuration secret holds (the template keeps these in Secrets
+        Manager too; one secret locally, one per reader there)."""
+        return {
             # All three schemes, each with its own secret: a callback passes with any one
             # (the token in CALLBACK_URL, or a signature made with the secrets in stack.env).
             "CALLBACK_TOKENS": self.token,
             "UPSTREAM_HMAC_SECRETS": self.upstream_hmac_secret,
             "STANDARD_WEBHOOKS_SECRETS": self.webhook_secret,
+            "UPSTREAM_API_KEY": self.upstream_key,
+        }
+
+    def functions_env(self) -> dict[str, str]:
+        env = {
+            "TABLE_NAME": self.table,
+            "BUCKET_NAME": self.bucket,
+            **self.aws_env(),
+            # The tokens, HMAC secrets and API key are read from Secrets Manager (moto), as in
+            # a deployment: at cold start, then every SECRETS_REFRESH_SECS (short here, so a
+            # rotation can be tested end to end).
+            "SECRETS_ID": self.secret_name,
+            "SECRETS_REFRESH_SECS": "10",
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.dynamodb_url,
             # Local videos come from the plain-HTTP loopback file server (and the tests'
             # video servers), the only host ingest may fetch from here.
             "VIDEO_URL_ALLOW_HTTP": "true",
@@ -198,7 +218,6 @@ class Config:
             "VIDEO_URL_ALLOWED_HOSTS": HOST,
             # The simulated upstream API: polling for missed callbacks, fresh URLs.
             "UPSTREAM_API_BASE": self.upstream_url,
-            "UPSTREAM_API_KEY": self.upstream_key,
             "UPSTREAM_API_ALLOW_HTTP": "true",
             **LOCAL_RECOVERY_ENV,
             "S3_FORCE_PATH_STYLE": "true",
@@ -232,6 +251,8 @@ class Config:
             "RECONCILE_URL": f"{self.lambda_url}/2015-03-31/functions/reconciler/invocations",
             "UPSTREAM_API_URL": self.upstream_url,
             "UPSTREAM_API_KEY": self.upstream_key,
+            # The functions' configuration secret (Secrets Manager, served by moto).
+            "CONFIG_SECRET_ID": self.secret_name,
             **self.aws_env(),
             "TABLE_NAME": self.table,
             "DIRECT_TABLE_NAME": self.direct_table,
@@ -548,6 +569,21 @@ def start_moto(stack: Stack, cfg: Config) -> None:
     stack.wait_for("moto", lambda: ddb.list_tables() is not None, 120, log_of="moto")
 
 
+def create_secret(cfg: Config) -> None:
+    """The configuration secret in the local Secrets Manager, written afresh at every start
+    (a rotation a test made does not survive a restart)."""
+    sm = boto("secretsmanager", cfg)
+    value = json.dumps(cfg.secret_vars())
+    try:
+        sm.create_secret(Name=cfg.secret_name, SecretString=value)
+        say(f"created secret {cfg.secret_name}")
+    except sm.exceptions.ResourceExistsException:
+        sm.put_secret_value(SecretId=cfg.secret_name, SecretString=value)
+        say(f"secret {cfg.secret_name} exists: value written again")
+    write_env_file(SECRET_ENV, cfg.secret_vars())
+    SECRET_ENV.chmod(0o600)
+
+
 def create_table(cfg: Config) -> None:
     # The second table has the same definition but no stream pump: tests that drive the
     # store or the ingest handler directly write there, so the running ingest function
@@ -816,6 +852,7 @@ def bring_up(stack: Stack, cfg: Config) -> float:
     LOGS.mkdir(parents=True, exist_ok=True)
     start_moto(stack, cfg)
     create_table(cfg)
+    create_secret(cfg)
     start_seaweedfs(stack, cfg)
     start_file_server(stack, cfg)
     build_started = time.monotonic()

@@ -55,7 +55,11 @@ class StackTest(unittest.TestCase):
         with mock.patch.dict(os.environ, {"STACK_EXTRA_ENV": "MAX_ATTEMPTS=2 NOTE='x y'"}):
             env = cfg.functions_env()
         self.assertEqual(env["AWS_ENDPOINT_URL_DYNAMODB"], "http://127.0.0.1:8100")
-        self.assertEqual(env["CALLBACK_TOKENS"], cfg.token)
+        # Secrets come from the secret, never the functions' environment.
+        self.assertNotIn("CALLBACK_TOKENS", env)
+        self.assertEqual(env["SECRETS_ID"], cfg.secret_name)
+        self.assertEqual(env["AWS_ENDPOINT_URL_SECRETS_MANAGER"], "http://127.0.0.1:8100")
+        self.assertEqual(cfg.secret_vars()["CALLBACK_TOKENS"], cfg.token)
         self.assertEqual((env["MAX_ATTEMPTS"], env["NOTE"]), ("2", "x y"))
         with mock.patch.dict(os.environ, {"STACK_EXTRA_ENV": "oops"}), self.assertRaises(stack.StackError):
             cfg.functions_env()
@@ -64,7 +68,8 @@ class StackTest(unittest.TestCase):
         cfg = self.config(UPSTREAM_PORT="8191")
         env = cfg.functions_env()
         self.assertEqual(env["UPSTREAM_API_BASE"], "http://127.0.0.1:8191/")
-        self.assertEqual(env["UPSTREAM_API_KEY"], cfg.upstream_key)
+        self.assertEqual(cfg.secret_vars()["UPSTREAM_API_KEY"], cfg.upstream_key)
+        self.assertNotIn("UPSTREAM_API_KEY", env)
         self.assertEqual(env["VIDEO_URL_ALLOWED_HOSTS"], "127.0.0.1")
         self.assertEqual(env["LEASE_SECS"], "15")
         event = stack.scheduled_event()

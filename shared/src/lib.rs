@@ -7,10 +7,11 @@
 //!   [`fetch`] (the video source; the SSRF-guarded HTTP client), [`upstream`] (the
 //!   upstream's task API), [`inbox`] (callbacks spilled while the store is down),
 //!   [`notifications`] (endpoints and deliveries), [`sender`] (outbound notifications;
-//!   the guarded HTTP sender);
+//!   the guarded HTTP sender), [`secrets`] (configuration secrets; Secrets Manager);
 //! - [`usecase`]: what a function does, written against the ports;
-//! - [`lambda`]: the Lambda edge (configuration readers, telemetry, HTTP responses, SDK
-//!   clients);
+//! - [`metrics`]: the metric catalogue (names, units, closed label sets);
+//! - [`lambda`]: the Lambda edge (configuration readers, telemetry, EMF metrics, HTTP
+//!   responses, SDK clients);
 //! - `test_support` (feature `test-support`): a fake for every port and the builders and
 //!   fixtures the tests share.
 //!
@@ -21,7 +22,9 @@ pub mod domain;
 pub mod fetch;
 pub mod inbox;
 pub mod lambda;
+pub mod metrics;
 pub mod notifications;
+pub mod secrets;
 pub mod sender;
 pub mod sink;
 pub mod store;

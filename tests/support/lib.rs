@@ -90,6 +90,14 @@ impl Stack {
         )
     }
 
+    /// The local Secrets Manager (moto, on the DynamoDB port).
+    pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
+        let conf = aws_sdk_secretsmanager::config::Builder::from(&self.sdk())
+            .endpoint_url(self.var("AWS_ENDPOINT_URL_DYNAMODB"))
+            .build();
+        aws_sdk_secretsmanager::Client::from_conf(conf)
+    }
+
     /// POSTs `body` as JSON to the receiver's callback URL (with the stack's token).
     pub async fn post_callback(
         &self,

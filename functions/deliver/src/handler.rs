@@ -14,6 +14,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use lambda_runtime::{Error, LambdaEvent};
 use shared::Timestamp;
 use shared::domain::notify::delivery::SqsWait;
+use shared::metrics::{self, DeliveryOutcome};
 use shared::notifications::{
     Arrival, DeliveryStore, EndpointStore, Job, JobQueue, QueuedJob, Requeue, ThresholdStore,
 };
@@ -144,11 +145,14 @@ where
             Job::Deliver { delivery_id } => {
                 span.record("job", "deliver")
                     .record("delivery_id", delivery_id.as_str());
-                match self
+                let delivered = self
                     .courier
                     .deliver(delivery_id, now, fastrand::f64())
-                    .await
-                {
+                    .await;
+                if let Ok(delivered) = &delivered {
+                    count_delivery(delivered);
+                }
+                match delivered {
                     Ok(Delivered::RetryIn(wait) | Delivered::NotYet(wait)) => self
                         .courier
                         .queue
@@ -186,6 +190,19 @@ where
             }
         }
     }
+}
+
+/// Counts one delivery by outcome; "nothing to do" (not pending, taken) is not counted.
+fn count_delivery(delivered: &Delivered) {
+    let outcome = match delivered {
+        Delivered::Succeeded => DeliveryOutcome::Succeeded,
+        Delivered::RetryIn(_) => DeliveryOutcome::Retry,
+        Delivered::Dead => DeliveryOutcome::Dead,
+        Delivered::SkippedDisabled => DeliveryOutcome::SkippedDisabled,
+        Delivered::NotYet(_) => DeliveryOutcome::NotYet,
+        Delivered::Nothing => return,
+    };
+    metrics::delivery(outcome);
 }
 
 #[cfg(test)]
@@ -321,6 +338,54 @@ mod tests {
         );
         let d = h.courier.deliveries.snapshot(&d.id).unwrap();
         assert_eq!((d.status, d.attempt_count), (DeliveryStatus::Pending, 1));
+    }
+
+    /// Deliveries are counted by outcome; a 410 is dead at once and disables the endpoint
+    /// (both alarm targets); a copy with nothing to do is not counted.
+    #[test]
+    fn deliveries_are_counted_by_outcome_with_dead_and_disabled_apart() {
+        use shared::metrics::*;
+        use shared::test_support::CapturedMetrics;
+
+        let ((), m) = CapturedMetrics::run(async {
+            let (h, ep) = handler();
+            let first = pending(&h, &ep).await;
+            h.courier.sender.answer(503, "busy");
+            let job = |d: &Delivery| {
+                queued(
+                    Job::Deliver {
+                        delivery_id: d.id.clone(),
+                    },
+                    Timestamp::now(),
+                )
+            };
+            run(&h, &[job(&first)]).await;
+            // A fresh endpoint (the first one is now backing off).
+            let (h, ep) = handler();
+            let second = pending(&h, &ep).await;
+            h.courier.sender.answer(410, "gone");
+            run(&h, &[job(&second), job(&second)]).await;
+        });
+        assert_eq!(m.counter(DELIVERIES, &[(OUTCOME, "retry")]), 1);
+        assert_eq!(
+            m.counter(DELIVERIES, &[(OUTCOME, "dead")]),
+            1,
+            "{:?}",
+            m.counted()
+        );
+        assert_eq!(m.counter(DEAD_DELIVERIES, &[]), 1);
+        assert_eq!(m.counter(DELIVERY_ATTEMPTS, &[]), 2);
+        assert_eq!(m.counter(ENDPOINTS_DISABLED, &[]), 1);
+        let counted: u64 = ["succeeded", "retry", "dead", "skipped_disabled", "not_yet"]
+            .iter()
+            .map(|o| m.counter(DELIVERIES, &[(OUTCOME, o)]))
+            .sum();
+        assert_eq!(
+            counted,
+            2,
+            "the second copy found nothing to do: {:?}",
+            m.counted()
+        );
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ use deliver::handler::DeliverHandler;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::lambda::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config, sqs_client};
 use shared::lambda::config::Env;
+use shared::lambda::metrics::{Emf, MetricsConfig};
 use shared::lambda::telemetry;
 use shared::notifications::dynamodb::DynamoNotifications;
 use shared::notifications::sqs::SqsJobQueue;
@@ -29,6 +30,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = DeliverConfig::from_env(&Env::process())
         .inspect_err(|e| error!(error = %e, "invalid configuration"))?;
+    let emf = Emf::install(&MetricsConfig::from_env(&Env::process())?)?;
     info!(
         deliveries = %config.tables.deliveries,
         endpoints = %config.tables.endpoints,
@@ -71,7 +73,7 @@ async fn main() -> Result<(), Error> {
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = Arc::clone(&handler);
-        async move { handler.handle(event).await }
+        emf.flushed(async move { handler.handle(event).await })
     }))
     .await
 }

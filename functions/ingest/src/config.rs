@@ -8,14 +8,12 @@ use shared::fetch::client::FetchTimeouts;
 use shared::fetch::http::SourceSettings;
 use shared::lambda::config::{ConfigError, Env, FromEnv, TaskTtl, UpstreamApiSettings};
 
-use crate::transfer::{MIN_PART_SIZE, ProgressPolicy, TransferSettings};
+use crate::transfer::{MAX_OBJECT_BYTES, MIN_PART_SIZE, ProgressPolicy, TransferSettings};
 
 const MIN_PART_MIB: u64 = (MIN_PART_SIZE as u64) / MIB;
 
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;
-/// In-place copy (how the final metadata is written) handles objects up to 5 GiB.
-const MAX_OBJECT_BYTES: u64 = 5 * GIB;
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -55,7 +53,8 @@ pub struct IngestConfig {
 
 impl IngestConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        // 5 GiB in parts of at least 5 MiB stays far below S3's 10,000-part limit.
+        // Any size up to S3's object limit fits in 10 000 parts: part sizes adapt
+        // (transfer::part_size_for).
         let part_mib = env.ranged("PART_SIZE_MIB", 8u64, MIN_PART_MIB..=512)?;
         let part_size = usize::try_from(part_mib * MIB).map_err(|_| ConfigError::Invalid {
             name: "PART_SIZE_MIB",
@@ -129,10 +128,19 @@ mod tests {
     }
 
     #[test]
+    fn videos_over_the_old_copy_limit_are_allowed() {
+        let mut pairs = base();
+        pairs.push(("MAX_VIDEO_BYTES", "6442450944"));
+        let c = IngestConfig::from_env(&Env::from_pairs(pairs)).unwrap();
+        assert_eq!(c.source.max_bytes, 6 << 30);
+    }
+
+    #[test]
     fn limits_name_their_variable() {
         for (name, value) in [
             ("PART_SIZE_MIB", "4"),
-            ("MAX_VIDEO_BYTES", "6442450944"),
+            // One byte over S3's 5 TiB object limit (6 GiB, over the old copy limit, is fine).
+            ("MAX_VIDEO_BYTES", "5497558138881"),
             ("UPLOAD_CONCURRENCY", "0"),
             ("MAX_ATTEMPTS", "x"),
             ("VIDEO_URL_ALLOW_LOOPBACK", "perhaps"),

@@ -14,6 +14,7 @@ use shared::fetch::Origin;
 use shared::fetch::client::{BuildError, HostLookup, SystemLookup};
 use shared::fetch::http::HttpOrigin;
 use shared::lambda::stream::in_order;
+use shared::metrics::{self, IngestOutcome};
 use shared::sink::VideoSink;
 use shared::store::image::{task_from_image, unreadable_image};
 use shared::store::{Applied, TaskStore};
@@ -93,7 +94,14 @@ impl<S: TaskStore, K: VideoSink, O: Origin, U: UpstreamApi> Ingest<S, K, O, U> {
             let sequence = record.change.sequence_number.as_deref().unwrap_or_default();
             let span = info_span!("record", request_id = %request_id, event_id = %record.event_id,
                                   sequence = sequence, task_id = field::Empty);
-            self.process(record, invocation).instrument(span).await == RecordOutcome::Retry
+            let outcome = self.process(record, invocation).instrument(span).await;
+            metrics::ingest_outcome(match &outcome {
+                RecordOutcome::Stored => IngestOutcome::Stored,
+                RecordOutcome::Failed(reason) => IngestOutcome::Failed(reason.as_str()),
+                RecordOutcome::Skipped(_) => IngestOutcome::Skipped,
+                RecordOutcome::Retry => IngestOutcome::Retry,
+            });
+            outcome == RecordOutcome::Retry
         })
         .await?)
     }
@@ -325,6 +333,30 @@ mod tests {
         );
         assert_eq!(task.attempts, 1);
         assert!(task.lease_owner.is_none());
+    }
+
+    /// Each record is counted by outcome; a failure also by its reason and in the total
+    /// the alarm watches.
+    #[test]
+    fn records_are_counted_by_outcome_and_failure_reason() {
+        use shared::metrics::*;
+        use shared::test_support::CapturedMetrics;
+
+        let ((), m) = CapturedMetrics::run(async {
+            let ingest = ingest(&[]);
+            let task = seeded(&ingest, "https://169.254.169.254/latest/meta-data/").await;
+            ingest.handle(event(&task, 1, "inv-1")).await.unwrap();
+            // The same record again: the task is finished, so it is skipped.
+            ingest.handle(event(&task, 1, "inv-2")).await.unwrap();
+        });
+        assert_eq!(m.counter(INGEST_OUTCOMES, &[(OUTCOME, "failed")]), 1);
+        assert_eq!(m.counter(INGEST_OUTCOMES, &[(OUTCOME, "skipped")]), 1);
+        assert_eq!(m.counter(INGEST_FAILURES, &[(REASON, "blocked_url")]), 1);
+        assert_eq!(m.counter(INGEST_FAILED, &[]), 1);
+        assert!(
+            m.histogram(INGEST_BYTES, &[]).is_empty(),
+            "nothing was copied"
+        );
     }
 
     #[tokio::test]

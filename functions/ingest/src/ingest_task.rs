@@ -20,7 +20,8 @@ use shared::domain::task::{
     TaskStatus,
 };
 use shared::fetch::Origin;
-use shared::sink::{ObjectInfo, VIDEO_CONTENT_TYPE, VideoSink, video_key};
+use shared::metrics;
+use shared::sink::{ObjectInfo, VIDEO_CONTENT_TYPE, VideoSink, tag, video_key};
 use shared::store::{Applied, StoreError, TaskStore};
 use shared::upstream::{NoUpstream, UpstreamApi, UpstreamRecord};
 use shared::{TaskId, Timestamp};
@@ -475,8 +476,8 @@ impl<S: TaskStore, K: VideoSink, O: Origin, U: UpstreamApi> TaskIngest<S, K, O, 
 /// The transfer an object left under `info` stands for, if it is a complete upload of
 /// `source` for `task_id` (written by the commit, with its length and SHA-256).
 pub fn complete_upload(info: &ObjectInfo, task_id: &TaskId, source: &str) -> Option<Transferred> {
-    let sha256 = info.metadata(meta::SHA256)?;
-    let recorded_bytes: u64 = info.metadata(meta::BYTES)?.parse().ok()?;
+    let sha256 = info.tag(tag::SHA256)?;
+    let recorded_bytes: u64 = info.tag(tag::BYTES)?.parse().ok()?;
     let ours = info.metadata(meta::TASK_ID) == Some(task_id.as_str())
         && info.metadata(meta::SOURCE) == Some(source)
         && recorded_bytes == info.bytes
@@ -514,6 +515,7 @@ fn log_stored(done: &Transferred, elapsed: Duration) {
         mib_per_s = done.bytes as f64 / (1024.0 * 1024.0) / seconds,
         "video stored"
     );
+    metrics::ingest_transfer(done.bytes, elapsed, done.ranged_requests, done.restarts);
 }
 
 /// Keeps the lease while the transfer runs: progress reports renew it, and so does a
@@ -710,6 +712,31 @@ mod tests {
         assert_eq!((f.origin.opens(), f.sink.uploads_started()), (0, 0));
     }
 
+    /// A stored video is measured: its bytes, its copy time and throughput.
+    #[test]
+    fn a_stored_video_records_its_size_time_and_throughput() {
+        use shared::metrics::*;
+        use shared::test_support::CapturedMetrics;
+
+        let video = bytes(PART + 99);
+        let (outcome, m) = CapturedMetrics::run(async {
+            let f = fakes(
+                ScriptedOrigin::new([chunks(&video, 64 * 1024, None)]),
+                NoUpstream,
+            );
+            let task = seeded(&f).await;
+            let inv = invocation("inv-1", Duration::from_secs(60), Duration::from_secs(60));
+            f.ingest(task, &inv).await
+        });
+        assert_eq!(outcome, RecordOutcome::Stored);
+        assert_eq!(m.histogram(INGEST_BYTES, &[]), vec![video.len() as f64]);
+        assert_eq!(m.histogram(INGEST_SECONDS, &[]).len(), 1);
+        assert_eq!(
+            m.counter(INGEST_RESUMES, &[]) + m.counter(INGEST_RESTARTS, &[]),
+            0
+        );
+    }
+
     /// Hole 1: the final outcome write fails once (a throttle, a timeout). It is retried
     /// inside the invocation; the task does not strand in `downloading`.
     #[tokio::test]
@@ -782,12 +809,15 @@ mod tests {
         let task_id = id();
         let url = url::Url::parse("https://cdn.example/v.mp4").unwrap();
         let source = source_fingerprint(&url);
-        let info = |meta: &[(&str, &str)], bytes: u64| ObjectInfo {
-            bytes,
-            metadata: meta
-                .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
-                .collect(),
+        // Metadata from the start, tags from the commit (entries 2 and 3).
+        let info = |pairs: &[(&str, &str)], bytes: u64| {
+            let owned =
+                |p: &[(&str, &str)]| p.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+            ObjectInfo {
+                bytes,
+                metadata: owned(&pairs[..pairs.len().min(2)]),
+                tags: owned(&pairs[pairs.len().min(2)..]),
+            }
         };
         let sha = crate::transfer::tests_support::sha(&video);
         let full = [

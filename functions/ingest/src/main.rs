@@ -13,16 +13,35 @@ use ingest::handler::Ingest;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::lambda::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config};
 use shared::lambda::config::Env;
+use shared::lambda::metrics::{Emf, MetricsConfig};
 use shared::lambda::telemetry;
+use shared::secrets::secretsmanager::SecretsManager;
+use shared::secrets::{cold_start_env, refreshing};
 use shared::sink::s3::S3VideoSink;
 use shared::store::dynamodb::DynamoTaskStore;
+use shared::upstream::http::RefreshingUpstream;
 use tracing::{error, info};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    let config = IngestConfig::from_env(&Env::process())
+    let process = Env::process();
+    let emf = Emf::install(&MetricsConfig::from_env(&process)?)?;
+    let sdk = sdk_config().await;
+    // The upstream API key from Secrets Manager when SECRETS_ID names the secret.
+    let secrets = SecretsManager::from_sdk(&sdk);
+    let (env, secret) = cold_start_env(&process, &secrets)
+        .await
+        .inspect_err(|e| error!(error = %e, "the configuration secret could not be used"))?;
+    let config = IngestConfig::from_env(&env)
         .inspect_err(|e| error!(error = %e, "invalid configuration"))?;
+    let upstream = RefreshingUpstream::new(refreshing(
+        RefreshingUpstream::build(&env)?,
+        process,
+        secrets,
+        secret,
+        RefreshingUpstream::build,
+    ));
     info!(
         table = %config.table_name,
         bucket = %config.bucket_name,
@@ -34,18 +53,17 @@ async fn main() -> Result<(), Error> {
         "ingest starting"
     );
 
-    let sdk = sdk_config().await;
     let timeouts = CallTimeouts::BACKGROUND;
     let store = DynamoTaskStore::new(dynamodb_client(&sdk, timeouts), config.table_name.clone());
     let sink = S3VideoSink::new(
         s3_client(&sdk, config.s3_force_path_style),
         config.bucket_name.clone(),
     );
-    let ingest = Arc::new(Ingest::over_http(store, sink, config)?);
+    let ingest = Arc::new(Ingest::over_http(store, sink, config)?.with_upstream(upstream));
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
         let ingest = Arc::clone(&ingest);
-        async move { ingest.handle(event).await }
+        emf.flushed(async move { ingest.handle(event).await })
     }))
     .await
 }

@@ -1,11 +1,17 @@
 //! Source → sink in constant memory: bytes are copied into one part buffer; a full part
 //! is handed to a bounded pool of concurrent part uploads, and reading waits for a free
 //! slot, so memory stays near `(concurrency + 1) × part_size` whatever the video's size.
-//! The SHA-256 of the whole stream is computed as it passes. Any failure drains the
-//! in-flight parts and aborts the multipart upload: nothing half-written stays behind.
+//! The SHA-256 and the CRC64NVME of the whole stream are computed as it passes: S3 checks
+//! the object against the CRC64NVME at the commit, and the SHA-256 becomes a tag. Any
+//! failure drains the in-flight parts and aborts the multipart upload: nothing
+//! half-written stays behind.
+//!
+//! Part size adapts so that any video up to S3's 5 TiB object limit fits in its 10 000
+//! parts: from the declared length when there is one, else by doubling every
+//! [`PARTS_PER_STEP`] parts.
 //!
 //! The copy stops at the deadline or when the lease is lost ([`Limits`]), but the commit
-//! (the put, or `CompleteMultipartUpload`, and the metadata that follows) is never cut
+//! (the put, or `CompleteMultipartUpload`, and the tagging that follows) is never cut
 //! short: S3 may finish a commit it was not waited for, and a completed object must be
 //! either recorded or removed. A commit that fails removes the object.
 
@@ -19,7 +25,7 @@ use shared::TaskId;
 use shared::domain::task::FailureReason;
 use shared::fetch::{Origin, SourceError, VideoSource};
 use shared::sink::{
-    MultipartUpload, ObjectMeta, SinkError, UploadedPart, VIDEO_CONTENT_TYPE, VideoSink,
+    Finished, MultipartUpload, ObjectMeta, SinkError, UploadedPart, VIDEO_CONTENT_TYPE, VideoSink,
 };
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -31,6 +37,33 @@ use crate::sniff::{Sniff, sniff_mp4};
 
 /// Smallest part S3 accepts (except the last).
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+/// Largest part S3 accepts.
+pub const MAX_PART_SIZE: usize = 5 * 1024 * 1024 * 1024;
+/// Most parts one upload may have.
+pub const MAX_PARTS: u64 = 10_000;
+/// Largest object S3 stores.
+pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+/// Of unknown length, the part size doubles every this many parts: 16 steps of 625, so
+/// 10 000 parts hold more than 5 TiB from any base of at least 5 MiB, while a video of a
+/// few GiB never leaves the configured size (and memory stays where it was).
+pub const PARTS_PER_STEP: u64 = 625;
+
+/// The size of part `number` (from 1) of a video of `length` bytes (if declared), for
+/// the configured `base` size. Every part but the last is this size's sequence, so the
+/// parts of a declared length are all equal, and those of an unknown one step up.
+pub fn part_size_for(number: u64, base: usize, length: Option<u64>) -> usize {
+    const MIB: u64 = 1024 * 1024;
+    let base = base as u64;
+    let size = match length {
+        // The smallest whole MiB that fits the length in MAX_PARTS parts.
+        Some(length) => base.max(length.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB),
+        None => {
+            let step = (number.saturating_sub(1) / PARTS_PER_STEP).min(20);
+            base.saturating_mul(1 << step)
+        }
+    };
+    usize::try_from(size.min(MAX_PART_SIZE as u64)).unwrap_or(MAX_PART_SIZE)
+}
 
 /// How one transfer runs.
 #[derive(Debug, Clone, Copy)]
@@ -157,13 +190,11 @@ pub struct Destination<'a, K> {
     pub source: &'a str,
 }
 
-/// Object metadata: the task, the source it came from, and (once complete) its length
-/// and SHA-256, by which a later attempt recognises a finished upload.
+/// Object metadata: the task and the source it came from. (Its length and SHA-256, known
+/// at the commit, are tags: [`shared::sink::tag`].)
 pub mod meta {
     pub const TASK_ID: &str = "task-id";
     pub const SOURCE: &str = "source";
-    pub const SHA256: &str = "sha256";
-    pub const BYTES: &str = "bytes";
 }
 
 /// A stable name for a source URL that reveals nothing of it (signed URLs carry
@@ -301,7 +332,6 @@ async fn copy<O: Origin, K: VideoSink, P: Progress>(
     progress: &P,
     parts: &mut PartUploads<K::Upload>,
 ) -> Result<Transferred, TransferError> {
-    let part_size = settings.part_size;
     let meta = ObjectMeta {
         content_type: VIDEO_CONTENT_TYPE.into(),
         metadata: vec![
@@ -310,7 +340,10 @@ async fn copy<O: Origin, K: VideoSink, P: Progress>(
         ],
     };
     let mut reader = within(limits, 0, source.origin.open(source.url)).await??;
+    let length = reader.length();
+    let mut part_size = part_size_for(1, settings.part_size, length);
     let mut hasher = Sha256::new();
+    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
     let mut buffer = parts.buffer(part_size);
     let mut sniffed = false;
     let mut next_part: i32 = 1;
@@ -318,6 +351,7 @@ async fn copy<O: Origin, K: VideoSink, P: Progress>(
 
     while let Some(chunk) = within(limits, reader.offset(), reader.next_chunk()).await?? {
         hasher.update(&chunk);
+        crc.update(&chunk);
         let mut rest: &[u8] = &chunk;
         while !rest.is_empty() {
             let take = rest.len().min(part_size - buffer.len());
@@ -343,6 +377,10 @@ async fn copy<O: Origin, K: VideoSink, P: Progress>(
                 let part = std::mem::take(&mut buffer).freeze();
                 within(limits, reader.offset(), parts.dispatch(next_part, part)).await??;
                 next_part += 1;
+                part_size = part_size_for(next_part as u64, settings.part_size, length);
+                if next_part as u64 > MAX_PARTS {
+                    return Err(TransferError::Bookkeeping("more than 10 000 parts"));
+                }
                 // Taken after the dispatch got its slot: a finished part has returned its
                 // buffer by then, so the same few buffers circulate.
                 buffer = parts.buffer(part_size);
@@ -357,19 +395,20 @@ async fn copy<O: Origin, K: VideoSink, P: Progress>(
     if !sniffed && !matches!(sniff_mp4(&buffer, true), Sniff::Mp4 { .. }) {
         return Err(TransferError::NotMp4);
     }
-    let bytes = reader.offset();
-    let sha256 = hex(&hasher.finalize());
-    let mut final_meta = meta.clone();
-    final_meta.metadata.extend([
-        (meta::SHA256.into(), sha256.clone()),
-        (meta::BYTES.into(), bytes.to_string()),
-    ]);
+    let finished = Finished {
+        bytes: reader.offset(),
+        sha256: hex(&hasher.finalize()),
+        crc64nvme: crc.finalize(),
+    };
+    let bytes = finished.bytes;
 
     let part_count = match parts.upload.clone() {
         None => {
             // The commit of a small video.
             let body = buffer.freeze();
-            let put = destination.sink.put(destination.key, body, &final_meta);
+            let put = destination
+                .sink
+                .put(destination.key, body, &meta, &finished);
             put.await.map_err(TransferError::Commit)?;
             0
         }
@@ -381,13 +420,13 @@ async fn copy<O: Origin, K: VideoSink, P: Progress>(
             let count = uploaded.len();
             // The commit: not cut short by the deadline (the margin is kept for it).
             upload
-                .complete(uploaded)
+                .complete(uploaded, &finished)
                 .await
                 .map_err(TransferError::Commit)?;
-            // The whole-stream hash is known only now; metadata can only change by copy.
+            // The whole-stream hash is known only now: a tag, set without a copy.
             destination
                 .sink
-                .replace_metadata(destination.key, &final_meta)
+                .tag(destination.key, &finished)
                 .await
                 .map_err(TransferError::Commit)?;
             count
@@ -395,7 +434,7 @@ async fn copy<O: Origin, K: VideoSink, P: Progress>(
     };
     Ok(Transferred {
         bytes,
-        sha256,
+        sha256: finished.sha256,
         parts: part_count,
         ranged_requests: reader.ranged_requests(),
         restarts: 0,
@@ -515,6 +554,47 @@ mod tests {
         bytes: 64 << 20,
         min_gap: Duration::from_secs(1),
     };
+
+    /// Any video up to S3's object limit fits in 10 000 parts of at most 5 GiB, declared
+    /// length or not, from any configured size; a declared length gets equal parts, and
+    /// a video of a few GiB stays at the configured size.
+    #[test]
+    fn part_sizes_fit_any_video_up_to_the_object_limit_in_ten_thousand_parts() {
+        const MIB: usize = 1024 * 1024;
+        for base in [MIN_PART_SIZE, 8 * MIB, 64 * MIB, 512 * MIB] {
+            let sizes: Vec<usize> = (1..=MAX_PARTS)
+                .map(|n| part_size_for(n, base, None))
+                .collect();
+            let capacity: u64 = sizes.iter().map(|s| *s as u64).sum();
+            assert!(capacity >= MAX_OBJECT_BYTES, "base {base}: {capacity}");
+            assert!(sizes.windows(2).all(|w| w[0] <= w[1]), "never shrinks");
+            assert!(
+                sizes
+                    .iter()
+                    .all(|s| (MIN_PART_SIZE..=MAX_PART_SIZE).contains(s))
+            );
+            assert!(sizes[..PARTS_PER_STEP as usize].iter().all(|s| *s == base));
+            // 4 GiB in 8 MiB parts is 512 parts: all at the configured size.
+            assert_eq!(part_size_for(512, base, None), base);
+
+            for length in [1, 4 << 30, 100 << 30, MAX_OBJECT_BYTES] {
+                let size = part_size_for(1, base, Some(length));
+                assert!(size >= base && size % MIB == 0 && size <= MAX_PART_SIZE);
+                assert!(
+                    size as u64 * MAX_PARTS >= length,
+                    "{length} in parts of {size}"
+                );
+                assert_eq!(
+                    size,
+                    part_size_for(9_999, base, Some(length)),
+                    "equal parts"
+                );
+            }
+        }
+        assert_eq!(part_size_for(1, 8 * MIB, Some(4 << 30)), 8 * MIB);
+        // 5 TiB / 10 000 is 524.3 MiB: 525 MiB parts.
+        assert_eq!(part_size_for(1, 8 * MIB, Some(MAX_OBJECT_BYTES)), 525 * MIB);
+    }
 
     #[test]
     fn progress_is_reported_by_time_or_volume_but_rate_limited() {
@@ -660,9 +740,10 @@ mod tests {
         assert!(object.bytes == bytes, "stored bytes differ from the source");
         assert_eq!(object.written, written);
         let meta: std::collections::HashMap<_, _> = object.meta.metadata.into_iter().collect();
-        assert_eq!(meta.get("sha256"), Some(&sha(bytes)));
+        let tags: std::collections::HashMap<_, _> = object.tags.into_iter().collect();
+        assert_eq!(tags.get("sha256"), Some(&sha(bytes)));
         assert_eq!(meta.get("task-id").map(String::as_str), Some("t-1"));
-        assert_eq!(meta.get("bytes"), Some(&bytes.len().to_string()));
+        assert_eq!(tags.get("bytes"), Some(&bytes.len().to_string()));
         let url = Url::parse("https://cdn.example/v.mp4").unwrap();
         assert_eq!(meta.get("source"), Some(&source_fingerprint(&url)));
         assert_eq!(object.meta.content_type, VIDEO_CONTENT_TYPE);
@@ -909,14 +990,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_metadata_copy_removes_the_completed_object() {
+    async fn a_failed_tagging_removes_the_completed_object() {
         let big = video(2 * PART + 9);
         let origin = ScriptedOrigin::new([chunks(&big, 1000, None)]);
         let sink = MemoryVideoSink::default();
-        sink.fail_replace_metadata();
+        sink.fail_tagging();
         let err = run(&origin, &sink).await.unwrap_err();
         assert!(
-            matches!(&err, TransferError::Commit(e) if e.operation == "CopyObject"),
+            matches!(&err, TransferError::Commit(e) if e.operation == "PutObjectTagging"),
             "{err}"
         );
         assert_eq!(sink.deleted(), ["videos/t-1.mp4"]);
@@ -963,12 +1044,12 @@ mod tests {
         let bytes = video(2 * PART + 9);
         let origin = ScriptedOrigin::new([chunks(&bytes, 1000, None)]);
         let sink = MemoryVideoSink::default();
-        sink.fail_replace_metadata().fail_delete();
+        sink.fail_tagging().fail_delete();
         let err = run(&origin, &sink).await.unwrap_err();
         // The commit's error, not the cleanup's: the object stays, unrecorded, and the
         // next attempt overwrites the same key.
         assert!(
-            matches!(&err, TransferError::Commit(e) if e.operation == "CopyObject"),
+            matches!(&err, TransferError::Commit(e) if e.operation == "PutObjectTagging"),
             "{err}"
         );
         assert!(sink.deleted().is_empty());

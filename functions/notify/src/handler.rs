@@ -11,6 +11,7 @@ use lambda_runtime::{Error, LambdaEvent};
 use shared::Timestamp;
 use shared::domain::task::attr;
 use shared::lambda::stream::in_order;
+use shared::metrics;
 use shared::notifications::{DeliveryStore, EndpointStore, JobQueue, ThresholdStore};
 use shared::store::image::task_from_image;
 use shared::usecase::notify::Notifier;
@@ -87,7 +88,10 @@ where
         };
         tracing::Span::current().record("task_id", task.task_id.as_str());
         match self.notifier.outcome(&task, Timestamp::now()).await {
-            Ok(_) => RecordOutcome::Notified,
+            Ok(notified) => {
+                metrics::notifications_queued(notified.created);
+                RecordOutcome::Notified
+            }
             Err(e) => {
                 error!(outcome = "retry", error = %e, "could not notify the outcome");
                 RecordOutcome::Retry

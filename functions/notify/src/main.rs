@@ -13,6 +13,7 @@ use notify::config::NotifyConfig;
 use notify::handler::NotifyHandler;
 use shared::lambda::aws::{CallTimeouts, dynamodb_client, sdk_config, sqs_client};
 use shared::lambda::config::Env;
+use shared::lambda::metrics::{Emf, MetricsConfig};
 use shared::lambda::telemetry;
 use shared::notifications::dynamodb::DynamoNotifications;
 use shared::notifications::sqs::SqsJobQueue;
@@ -24,6 +25,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = NotifyConfig::from_env(&Env::process())
         .inspect_err(|e| error!(error = %e, "invalid configuration"))?;
+    let emf = Emf::install(&MetricsConfig::from_env(&Env::process())?)?;
     info!(
         deliveries = %config.tables.deliveries,
         endpoints = %config.tables.endpoints,
@@ -46,7 +48,7 @@ async fn main() -> Result<(), Error> {
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
         let handler = Arc::clone(&handler);
-        async move { handler.handle(event).await }
+        emf.flushed(async move { handler.handle(event).await })
     }))
     .await
 }

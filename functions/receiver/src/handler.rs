@@ -3,17 +3,21 @@
 //! the write: then the verified callback is spilled to the inbox and answered 200 only
 //! once that copy is durable (the reconciler replays it); 503 if both fail.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use shared::domain::envelope::CallbackEnvelope;
-use shared::domain::verify::{CallbackRequest, Verified};
+use shared::domain::verify::{CallbackRequest, Verified, Verifier};
 use shared::inbox::{Inbox, NoInbox, Spilled};
 use shared::lambda::http::{
-    MethodNotAllowed, Unavailable, check_json_body, json_response, serve, within_deadline,
+    ApiError as _, MethodNotAllowed, Unavailable, check_json_body, json_response, serve,
+    within_deadline,
 };
+use shared::metrics::{self, CallbackAnswer as Answered};
+use shared::secrets::Refreshing;
 use shared::store::TaskStore;
 use shared::usecase::record_callback::{Recorded, record_callback};
 use shared::{TaskId, Timestamp};
@@ -27,6 +31,8 @@ use crate::error::ReceiveError;
 pub struct Receiver<S, I = NoInbox> {
     store: S,
     inbox: I,
+    /// The verifier, rebuilt when its secret is refreshed (fixed without one).
+    verifier: Arc<Refreshing<Verifier>>,
     config: ReceiverConfig,
 }
 
@@ -59,6 +65,7 @@ impl<S: TaskStore> Receiver<S> {
         Self {
             store,
             inbox: NoInbox,
+            verifier: Arc::new(Refreshing::fixed(config.verifier.clone())),
             config,
         }
     }
@@ -73,11 +80,19 @@ impl<I> Receiver<shared::test_support::MemoryTaskStore, I> {
 }
 
 impl<S: TaskStore, I: Inbox> Receiver<S, I> {
+    /// Verifies with `verifier` (kept fresh from the callback secret) instead of the
+    /// configuration's fixed one.
+    pub fn with_verifier(mut self, verifier: Arc<Refreshing<Verifier>>) -> Self {
+        self.verifier = verifier;
+        self
+    }
+
     /// Spills callbacks to `inbox` when the table cannot take them.
     pub fn with_inbox<J: Inbox>(self, inbox: J) -> Receiver<S, J> {
         Receiver {
             store: self.store,
             inbox,
+            verifier: self.verifier,
             config: self.config,
         }
     }
@@ -86,7 +101,27 @@ impl<S: TaskStore, I: Inbox> Receiver<S, I> {
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let started = Instant::now();
         serve(request, |request| async move {
-            let accepted = self.receive(&request, Timestamp::now()).await?;
+            let accepted = match self.receive(&request, Timestamp::now()).await {
+                Ok(accepted) => accepted,
+                Err(refused) => {
+                    let answer = if refused.status().is_server_error() {
+                        Answered::Unavailable
+                    } else {
+                        Answered::Rejected(refused.code())
+                    };
+                    metrics::callback_answered(answer, started.elapsed());
+                    return Err(refused);
+                }
+            };
+            metrics::callback_accepted(accepted.verified.as_str(), accepted.upstream_code);
+            metrics::callback_answered(
+                match &accepted.kept {
+                    Kept::Recorded(Recorded::Duplicate { .. }) => Answered::Duplicate,
+                    Kept::Recorded(_) => Answered::Received,
+                    Kept::Spilled(_) => Answered::Spilled,
+                },
+                started.elapsed(),
+            );
             let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
             let status = match &accepted.kept {
                 Kept::Recorded(recorded) => {
@@ -134,7 +169,7 @@ impl<S: TaskStore, I: Inbox> Receiver<S, I> {
             .query_string_parameters_ref()
             .and_then(|q| q.all("token"))
             .unwrap_or_default();
-        let verified = self.config.verifier.verify(
+        let verified = self.verifier.current_refreshing().verify(
             &CallbackRequest {
                 tokens: &tokens,
                 headers: request.headers(),
@@ -509,6 +544,80 @@ mod tests {
         assert_eq!(response.status(), 401);
         assert_eq!(r.handle(with_body(callback(200, None))).await.status(), 400);
         assert!(r.inbox.is_empty());
+    }
+
+    /// Every answer is counted once, by outcome, with its time; accepted ones also by
+    /// scheme and upstream code; refusals by their error code; spills and 5xx apart.
+    #[test]
+    fn each_answer_is_counted_by_outcome_and_code() {
+        use shared::metrics::*;
+        use shared::test_support::CapturedMetrics;
+
+        let ((), m) = CapturedMetrics::run(async {
+            let r = receiver();
+            r.handle(event(|_| {})).await;
+            r.handle(event(|_| {})).await;
+            r.handle(event(|v| {
+                v["rawQueryString"] = "token=wrong-token-0123456789".into()
+            }))
+            .await;
+            r.handle(with_body(callback(200, None))).await;
+            r.handle(with_body(
+                json!({"code": 451, "msg": "m", "data": {"task_id": "t2", "video_url": null}}),
+            ))
+            .await;
+
+            let store = MemoryTaskStore::default();
+            store.set_unavailable(true);
+            let spilling = Receiver::new(store, config(&[])).with_inbox(MemoryInbox::default());
+            spilling.handle(event(|_| {})).await;
+            let store = MemoryTaskStore::default();
+            store.set_unavailable(true);
+            let inbox = MemoryInbox::default();
+            inbox.set_failing(true);
+            let failing = Receiver::new(store, config(&[])).with_inbox(inbox);
+            failing.handle(event(|_| {})).await;
+        });
+
+        let outcome = |o| m.counter(CALLBACKS, &[(OUTCOME, o)]);
+        assert_eq!(
+            [
+                outcome("received"),
+                outcome("duplicate"),
+                outcome("rejected"),
+                outcome("spilled"),
+                outcome("unavailable")
+            ],
+            [2, 1, 2, 1, 1]
+        );
+        assert_eq!(m.counter(CALLBACK_REJECTIONS, &[(CODE, "unauthorized")]), 1);
+        assert_eq!(
+            m.counted()
+                .iter()
+                .filter(|(name, _)| name == CALLBACK_REJECTIONS)
+                .count(),
+            2,
+            "two distinct codes: {:?}",
+            m.counted()
+        );
+        assert_eq!(m.counter(INBOX_SPILLS, &[]), 1);
+        assert_eq!(m.counter(CALLBACK_SERVER_ERRORS, &[]), 1);
+        // Accepted: two recorded (one a 451), one duplicate, one spilled.
+        assert_eq!(m.counter(CALLBACKS_BY_SCHEME, &[(SCHEME, "token")]), 4);
+        assert_eq!(
+            m.counter(CALLBACKS_BY_UPSTREAM_CODE, &[(UPSTREAM_CODE, "200")]),
+            3
+        );
+        assert_eq!(
+            m.counter(CALLBACKS_BY_UPSTREAM_CODE, &[(UPSTREAM_CODE, "451")]),
+            1
+        );
+        let times = m.histogram(CALLBACK_ANSWER_TIME, &[]);
+        assert_eq!(times.len(), 7);
+        assert!(
+            times.iter().all(|ms| *ms >= 0.0 && *ms < 5_000.0),
+            "{times:?}"
+        );
     }
 
     /// Hole 7: a body limit above DynamoDB's item limit once made a large `msg` a 503 on

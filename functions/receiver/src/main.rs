@@ -17,7 +17,10 @@ use lambda_http::{Error, Request, service_fn};
 use shared::inbox::s3::S3Inbox;
 use shared::lambda::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config};
 use shared::lambda::config::Env;
+use shared::lambda::metrics::{Emf, MetricsConfig};
 use shared::lambda::telemetry;
+use shared::secrets::secretsmanager::SecretsManager;
+use shared::secrets::{cold_start_env, refreshing};
 use shared::store::dynamodb::DynamoTaskStore;
 use tracing::{error, info, warn};
 
@@ -27,7 +30,15 @@ use crate::handler::Receiver;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    let config = ReceiverConfig::from_env(&Env::process())
+    let process = Env::process();
+    let emf = Emf::install(&MetricsConfig::from_env(&process)?)?;
+    let sdk = sdk_config().await;
+    // Tokens and HMAC secrets from Secrets Manager when SECRETS_ID names the secret.
+    let secrets = SecretsManager::from_sdk(&sdk);
+    let (env, secret) = cold_start_env(&process, &secrets)
+        .await
+        .inspect_err(|e| error!(error = %e, "the configuration secret could not be used"))?;
+    let config = ReceiverConfig::from_env(&env)
         .inspect_err(|e| error!(error = %e, "invalid configuration"))?;
     if config.verifier.is_unauthenticated() {
         warn!("CALLBACK_AUTH=none: callbacks are NOT verified; for local use only");
@@ -40,7 +51,6 @@ async fn main() -> Result<(), Error> {
         "receiver starting"
     );
 
-    let sdk = sdk_config().await;
     // Whole call, SDK retries included, stays inside the deadline; each attempt gets a
     // slice of it so one stuck connection cannot eat it all.
     let timeouts = CallTimeouts {
@@ -57,11 +67,18 @@ async fn main() -> Result<(), Error> {
     if inbox.is_none() {
         warn!("BUCKET_NAME is not set: callbacks the table cannot take are answered 503");
     }
-    let receiver = Arc::new(Receiver::new(store, config).with_inbox(inbox));
+    let verifier = refreshing(config.verifier.clone(), process, secrets, secret, |env| {
+        Ok(ReceiverConfig::from_env(env)?.verifier)
+    });
+    let receiver = Arc::new(
+        Receiver::new(store, config)
+            .with_inbox(inbox)
+            .with_verifier(Arc::new(verifier)),
+    );
 
     lambda_http::run(service_fn(move |request: Request| {
         let receiver = Arc::clone(&receiver);
-        async move { Ok::<_, Error>(receiver.handle(request).await) }
+        emf.flushed(async move { Ok::<_, Error>(receiver.handle(request).await) })
     }))
     .await
 }

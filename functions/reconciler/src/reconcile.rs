@@ -6,6 +6,7 @@ use serde::Serialize;
 use shared::domain::envelope::{CallbackEnvelope, Outcome, VideoUrl};
 use shared::domain::task::{Patch, Reconcile, RecordSource, Task, TaskStatus};
 use shared::inbox::Inbox;
+use shared::metrics::{self, ReconcileRun};
 use shared::store::{Applied, Listed, StoreError, TaskStore};
 use shared::upstream::{UpstreamApi, UpstreamError, UpstreamRecord};
 use shared::usecase::record_callback::{record_callback, record_repeat};
@@ -44,6 +45,21 @@ pub struct Report {
     pub seen: u32,
 }
 
+impl Report {
+    /// The run's metrics: what it did, and what it saw.
+    pub fn metrics(&self) -> ReconcileRun {
+        ReconcileRun {
+            redriven: self.redriven,
+            gave_up: self.gave_up,
+            replayed: self.replayed,
+            expired: self.expired,
+            errors: self.errors + self.replay_failed,
+            open_seen: self.seen,
+            expected_polled: self.polled,
+        }
+    }
+}
+
 /// The reconciler's dependencies, built once per cold start.
 #[derive(Debug)]
 pub struct Reconciler<S, I, U> {
@@ -69,6 +85,7 @@ impl<S: TaskStore, I: Inbox, U: UpstreamApi> Reconciler<S, I, U> {
                 report.errors += 1;
             }
         }
+        metrics::reconcile_run(report.metrics());
         report
     }
 
@@ -391,6 +408,39 @@ mod tests {
         );
         // An overlapping run sees nothing left to do.
         assert_eq!(r.run(t(122)).await.redriven, 0);
+    }
+
+    /// Each run sets the gauges, so a quiet run reads 0 (and the stuck-tasks alarm can
+    /// clear), and counts what it did.
+    #[test]
+    fn each_run_reports_what_it_saw_and_did() {
+        use shared::metrics::*;
+        use shared::test_support::CapturedMetrics;
+
+        let (reports, m) = CapturedMetrics::run(async {
+            let r = reconciler(NoUpstream);
+            received(&r, "lost", t(0)).await;
+            let first = r.run(t(121)).await;
+            let quiet = r.run(t(122)).await;
+            (first, quiet)
+        });
+        assert_eq!((reports.0.redriven, reports.1.redriven), (1, 0));
+        assert_eq!(m.counter(RECONCILER_REDRIVES, &[]), 1);
+        assert_eq!(
+            m.gauge(STUCK_TASKS, &[]),
+            Some(0.0),
+            "the last run found none"
+        );
+        assert_eq!(m.gauge(OPEN_TASKS, &[]), Some(f64::from(reports.1.seen)));
+        assert_eq!(m.gauge(EXPECTED_TASKS, &[]), Some(0.0));
+        assert_eq!(
+            reports.0.metrics(),
+            ReconcileRun {
+                redriven: 1,
+                open_seen: reports.0.seen,
+                ..ReconcileRun::default()
+            }
+        );
     }
 
     #[tokio::test]

@@ -33,6 +33,12 @@ pub enum StatusError {
     InvalidRequest(String),
     #[error(transparent)]
     Operate(#[from] OperateError),
+    /// A re-drive the state machine refuses in this status (or a live lease).
+    #[error("a {} task cannot be re-driven (only received tasks, and downloading ones whose lease ran out)", .0.as_str())]
+    NotRedrivable(shared::domain::task::TaskStatus),
+    /// The task changed between the read and the write: try again.
+    #[error("the task changed meanwhile; try again")]
+    Conflict,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -61,6 +67,7 @@ impl ApiError for StatusError {
                 }
                 OperateError::Random(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            Self::NotRedrivable(_) | Self::Conflict => StatusCode::CONFLICT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,6 +95,8 @@ impl ApiError for StatusError {
                 }
                 OperateError::Random(_) => "internal_error",
             },
+            Self::NotRedrivable(_) => "not_redrivable",
+            Self::Conflict => "conflict",
             Self::Internal(_) => "internal_error",
         }
     }

@@ -3,6 +3,10 @@
 //!   stored. One GetItem, and a presign that is computed locally.
 //! - `POST /tasks` `{"task_ids": [...]}`: registers tasks whose callback is expected, so
 //!   the reconciler can poll the upstream if it never comes. One conditional put each.
+//! - `GET /tasks?status=&since=&until=&limit=&cursor=`: tasks in one status, newest change
+//!   first, paginated: a query of the `by-status` index, never a scan.
+//! - `POST /tasks/{task_id}/redrive`: hands a received task (or one whose lease ran out)
+//!   to ingest again now, with the domain's re-drive patch (revision-checked).
 //! - `POST /tasks/{task_id}/notify`: notifies the task's outcome again.
 //! - the notification routes (`/endpoints…`, `/deliveries…`): [`crate::operator`].
 
@@ -16,7 +20,7 @@ use shared::domain::task::{FailureReason, RecordSource, StoredVideo, Task, TaskS
 use shared::lambda::http::{
     MethodNotAllowed, check_json_body, json_response, serve, within_deadline,
 };
-use shared::store::{Created, TaskStore};
+use shared::store::{Applied, Created, Cursor, Listed, StatusQuery, TaskIndex, TaskStore};
 use shared::{TaskId, Timestamp};
 use tracing::{debug, info};
 
@@ -35,6 +39,9 @@ const REGISTRATION_DEADLINE: Duration = Duration::from_secs(20);
 /// Task ids one registration may carry.
 pub const MAX_REGISTRATIONS: usize = 100;
 const MAX_REGISTRATION_BODY: usize = 64 * 1024;
+/// Tasks one page of `GET /tasks` holds by default, and at most.
+const LIST_DEFAULT: usize = 25;
+pub const LIST_MAX: usize = 100;
 
 /// The status function's dependencies.
 #[derive(Debug)]
@@ -94,7 +101,7 @@ pub struct VideoView<'a> {
 
 impl<S, D, E, Se, Q> StatusService<S, D, E, Se, Q>
 where
-    S: TaskStore,
+    S: TaskStore + TaskIndex,
     D: DeliveryStore + DeliveryLog,
     E: EndpointStore + EndpointAdmin,
     Se: Sender,
@@ -119,9 +126,20 @@ where
         serve(request, |request| async move {
             debug!(method = %request.method(), path = request.uri().path(), "operator request");
             let raw_id = match route_of(&request) {
-                Route::Tasks => return self.register(&request).await,
+                Route::Tasks => {
+                    return match *request.method() {
+                        Method::GET => self.list(&request).await,
+                        Method::POST => self.register(&request).await,
+                        _ => Err(MethodNotAllowed::of(
+                            request.method(),
+                            &[Method::GET, Method::POST],
+                        )
+                        .into()),
+                    };
+                }
                 Route::Task(raw) => raw,
                 Route::TaskNotify(raw) => return self.renotify(&request, &raw).await,
+                Route::TaskRedrive(raw) => return self.redrive(&request, &raw).await,
                 Route::Operator(route) => {
                     return serve_operator(&self.operator, route, &request).await;
                 }
@@ -161,6 +179,68 @@ where
             StatusCode::ACCEPTED,
             &serde_json::json!({ "task_id": task_id, "endpoints": endpoints }),
         ))
+    }
+
+    /// `GET /tasks?status=…`: one page of the tasks in a status, newest change first.
+    async fn list(&self, request: &Request) -> Result<Response<Body>, StatusError> {
+        let params = request.query_string_parameters();
+        let (query, cursor) = parse_listing(|name| params.first(name).map(str::to_owned))?;
+        let page = within_deadline(
+            STORE_DEADLINE,
+            self.store.list_by_status(&query, cursor.as_ref()),
+        )
+        .await?;
+        let mut tasks = Vec::with_capacity(page.tasks.len());
+        let mut unreadable = Vec::new();
+        for listed in &page.tasks {
+            match listed {
+                Listed::Task(task) => tasks.push(TaskSummary::of(task)),
+                Listed::Unreadable { task_id, .. } => unreadable.push(task_id),
+            }
+        }
+        info!(
+            outcome = "listed",
+            task_status = query.status.as_str(),
+            tasks = tasks.len(),
+            "tasks listed"
+        );
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({
+                "tasks": tasks,
+                "unreadable": unreadable,
+                "next_cursor": page.next.map(|c| c.to_token()),
+            }),
+        ))
+    }
+
+    /// `POST /tasks/{task_id}/redrive`: the domain's re-drive, written once (202), or why
+    /// not (409).
+    async fn redrive(&self, request: &Request, raw: &str) -> Result<Response<Body>, StatusError> {
+        MethodNotAllowed::check(request.method(), Method::POST)?;
+        let task_id = TaskId::parse(raw).map_err(StatusError::InvalidTaskId)?;
+        tracing::Span::current().record("task_id", task_id.as_str());
+        let task = within_deadline(STORE_DEADLINE, self.store.get(&task_id))
+            .await?
+            .ok_or(StatusError::NotFound)?;
+        let patch = task
+            .decide_operator_redrive(Timestamp::now(), self.config.task_ttl)
+            .ok_or(StatusError::NotRedrivable(task.status))?;
+        match within_deadline(STORE_DEADLINE, self.store.apply(&task_id, &patch)).await? {
+            Applied::Done(now) => {
+                info!(
+                    outcome = "redriven",
+                    from = task.status.as_str(),
+                    "task re-driven"
+                );
+                Ok(json_response(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({ "task_id": task_id, "status": now.status,
+                                         "previous_status": task.status }),
+                ))
+            }
+            Applied::Conflict(_) => Err(StatusError::Conflict),
+        }
     }
 
     /// `POST /tasks`: each id becomes an `expected` task unless it is already known.
@@ -255,6 +335,83 @@ fn parse_registration(body: &[u8]) -> Result<Vec<TaskId>, StatusError> {
     Ok(ids)
 }
 
+/// One task in a listing: what a table row shows (no presigned URL).
+#[derive(Debug, Serialize)]
+pub struct TaskSummary<'a> {
+    pub task_id: &'a TaskId,
+    pub status: TaskStatus,
+    pub upstream_code: u16,
+    pub attempts: u32,
+    pub received_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub failure_reason: Option<FailureReason>,
+    /// The stored video's size, or the bytes received so far while downloading.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<RecordSource>,
+}
+
+impl<'a> TaskSummary<'a> {
+    fn of(task: &'a Task) -> Self {
+        Self {
+            task_id: &task.task_id,
+            status: task.status,
+            upstream_code: task.upstream_code,
+            attempts: task.attempts,
+            received_at: task.received_at,
+            updated_at: task.updated_at,
+            failure_reason: task.failure_reason,
+            bytes: task.video.as_ref().map(|v| v.bytes).or(task.bytes_received),
+            source: task.source,
+        }
+    }
+}
+
+/// The listing's query (`status` required; `since`/`until` RFC 3339; `limit` 1–100;
+/// `cursor` as a previous page gave it), from a lookup of the query string.
+fn parse_listing(
+    param: impl Fn(&str) -> Option<String>,
+) -> Result<(StatusQuery, Option<Cursor>), StatusError> {
+    let invalid = StatusError::InvalidRequest;
+    let raw = param("status").ok_or_else(|| invalid("status is required".into()))?;
+    let status: TaskStatus = serde_json::from_value(serde_json::Value::String(raw.clone()))
+        .map_err(|_| {
+            invalid(format!(
+                "status {raw:?} is not one of expected, received, downloading, stored, failed"
+            ))
+        })?;
+    let time = |name: &str| -> Result<Option<Timestamp>, StatusError> {
+        param(name)
+            .map(|raw| {
+                Timestamp::parse_rfc3339(&raw)
+                    .ok_or_else(|| invalid(format!("{name} is not an RFC 3339 timestamp: {raw:?}")))
+            })
+            .transpose()
+    };
+    let limit = match param("limit") {
+        None => LIST_DEFAULT,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=LIST_MAX).contains(n))
+            .ok_or_else(|| invalid(format!("limit must be 1 to {LIST_MAX}")))?,
+    };
+    let cursor = param("cursor")
+        .map(|raw| {
+            Cursor::from_token(&raw)
+                .ok_or_else(|| invalid("cursor is not one this API gave".into()))
+        })
+        .transpose()?;
+    let query = StatusQuery {
+        status,
+        since: time("since")?,
+        until: time("until")?,
+        limit,
+    };
+    Ok((query, cursor))
+}
+
 /// Which operator route a request is for.
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
@@ -264,6 +421,8 @@ enum Route {
     Task(String),
     /// `/tasks/{task_id}/notify`.
     TaskNotify(String),
+    /// `/tasks/{task_id}/redrive`.
+    TaskRedrive(String),
     /// `/endpoints…`, `/deliveries…`.
     Operator(OperatorRoute),
     /// No such route (API Gateway would match none).
@@ -287,15 +446,16 @@ fn route_of(request: &Request) -> Route {
     if collection != "tasks" {
         return operator_route(collection, rest).map_or(Route::Unknown, Route::Operator);
     }
-    let notify = rest.len() == 2 && rest[1] == "notify";
+    let action = match rest {
+        [_, "notify"] => Some(Route::TaskNotify as fn(String) -> Route),
+        [_, "redrive"] => Some(Route::TaskRedrive as fn(String) -> Route),
+        _ => None,
+    };
     if let Some(id) = request
         .path_parameters_ref()
         .and_then(|p| p.first("task_id"))
     {
-        return match notify {
-            true => Route::TaskNotify(id.to_owned()),
-            false => Route::Task(id.to_owned()),
-        };
+        return action.unwrap_or(Route::Task)(id.to_owned());
     }
     let decode = |raw: &str| {
         percent_encoding::percent_decode_str(raw)
@@ -305,6 +465,7 @@ fn route_of(request: &Request) -> Route {
     match rest {
         [] => Route::Tasks,
         [id, "notify"] => Route::TaskNotify(decode(id)),
+        [id, "redrive"] => Route::TaskRedrive(decode(id)),
         // More than one segment joins with `/`, which no task id may hold: a 400, not a 404.
         _ => Route::Task(decode(&rest.join("/"))),
     }
@@ -642,10 +803,10 @@ mod tests {
             });
             assert_eq!(s.handle(wrong_type).await.status(), 415, "{content_type}");
         }
-        let get = on_path("GET", "/tasks", |_| {});
-        let response = s.handle(get).await;
+        let put = on_path("PUT", "/tasks", |_| {});
+        let response = s.handle(put).await;
         assert_eq!(response.status(), 405);
-        assert_eq!(response.headers()["allow"], "POST");
+        assert_eq!(response.headers()["allow"], "GET, POST");
         assert!(s.store.is_empty());
     }
 
@@ -683,6 +844,7 @@ mod tests {
         assert_eq!(get("/"), Route::Unknown);
         assert_eq!(get("/task/abc"), Route::Unknown);
         assert_eq!(get("/tasks/abc/notify"), Route::TaskNotify("abc".into()));
+        assert_eq!(get("/tasks/abc/redrive"), Route::TaskRedrive("abc".into()));
         assert_eq!(get("/tasks/abc/other"), Route::Task("abc/other".into()));
         assert_eq!(
             get("/lambda-url/status/endpoints"),
@@ -699,6 +861,123 @@ mod tests {
             v["rawPath"] = "/tasks".into();
         });
         assert_eq!(route_of(&routed), Route::Task("tasks".into()));
+    }
+
+    async fn failed_task(store: &MemoryTaskStore, id: &str, at: Timestamp) {
+        let task = Task::from_callback(&envelope(id, 500, None, "boom"), at, DEFAULT_TASK_TTL);
+        store.create(&task).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn tasks_are_listed_by_status_newest_first_in_pages() {
+        let s = service();
+        let base = Timestamp::now().saturating_sub(Duration::from_secs(600));
+        for i in 0..3u64 {
+            failed_task(
+                &s.store,
+                &format!("f-{i}"),
+                base.saturating_add(Duration::from_secs(i * 60)),
+            )
+            .await;
+        }
+        seed(&s.store, 200).await;
+        let page = |query: &str| on_path("GET", &format!("/tasks?{query}"), |_| {});
+        let list = |query: &str| {
+            let mut request = page(query);
+            let pairs: std::collections::HashMap<String, Vec<String>> = url_pairs(query)
+                .into_iter()
+                .fold(Default::default(), |mut m, (k, v)| {
+                    m.entry(k).or_default().push(v);
+                    m
+                });
+            request = request.with_query_string_parameters(pairs);
+            request
+        };
+        let first = s.handle(list("status=failed&limit=2")).await;
+        assert_eq!(first.status(), 200);
+        let first = read(&first);
+        let ids: Vec<&str> = first["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["task_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["f-2", "f-1"]);
+        assert_eq!(first["tasks"][0]["status"], "failed");
+        assert_eq!(first["tasks"][0]["upstream_code"], 500);
+        let cursor = first["next_cursor"].as_str().unwrap();
+        let second = read(
+            &s.handle(list(&format!("status=failed&limit=2&cursor={cursor}")))
+                .await,
+        );
+        assert_eq!(second["tasks"].as_array().unwrap().len(), 1);
+        assert_eq!(second["tasks"][0]["task_id"], "f-0");
+        assert_eq!(second["next_cursor"], Value::Null);
+        let since = base.saturating_add(Duration::from_secs(30)).to_rfc3339();
+        let recent = read(
+            &s.handle(list(&format!("status=failed&since={since}")))
+                .await,
+        );
+        assert_eq!(recent["tasks"].as_array().unwrap().len(), 2);
+        let received = read(&s.handle(list("status=received")).await);
+        assert_eq!(received["tasks"][0]["task_id"], TASK);
+
+        for bad in [
+            "",
+            "status=lost",
+            "status=failed&limit=0",
+            "status=failed&limit=101",
+            "status=failed&since=yesterday",
+            "status=failed&cursor=forged",
+        ] {
+            let answer = s.handle(list(bad)).await;
+            assert_eq!(
+                (answer.status().as_u16(), read(&answer)["error"].clone()),
+                (400, "invalid_request".into()),
+                "{bad}"
+            );
+        }
+    }
+
+    fn url_pairs(query: &str) -> Vec<(String, String)> {
+        query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_received_task_is_redriven_once_and_final_ones_are_refused() {
+        let s = service();
+        seed(&s.store, 200).await;
+        let before = s.store.snapshot(&TaskId::parse(TASK).unwrap()).unwrap();
+        let answer = s
+            .handle(call("POST", &format!("/tasks/{TASK}/redrive"), None))
+            .await;
+        assert_eq!(answer.status(), 202);
+        assert_eq!(read(&answer)["status"], "received");
+        let after = s.store.snapshot(&TaskId::parse(TASK).unwrap()).unwrap();
+        assert!(after.revision > before.revision);
+        assert_ne!(
+            after.redrive_mark, before.redrive_mark,
+            "the ingest filter sees it"
+        );
+
+        failed_task(&s.store, "gone", Timestamp::now()).await;
+        for (method, path, status, code) in [
+            ("POST", "/tasks/gone/redrive", 409, "not_redrivable"),
+            ("POST", "/tasks/nobody/redrive", 404, "not_found"),
+            ("GET", "/tasks/gone/redrive", 405, "method_not_allowed"),
+        ] {
+            let answer = s.handle(call(method, path, None)).await;
+            assert_eq!(
+                (answer.status().as_u16(), read(&answer)["error"].clone()),
+                (status, code.into()),
+                "{method} {path}"
+            );
+        }
     }
 
     #[tokio::test]

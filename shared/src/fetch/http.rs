@@ -524,6 +524,10 @@ impl VideoSource for HttpSource {
     fn ranged_requests(&self) -> u32 {
         self.ranged_requests
     }
+
+    fn length(&self) -> Option<u64> {
+        self.total
+    }
 }
 
 /// Content types that are never a video: refused before reading the body.

@@ -38,6 +38,11 @@ pub trait VideoSource: Send {
 
     /// Ranged requests sent to resume.
     fn ranged_requests(&self) -> u32;
+
+    /// The video's length, when the source declared it (`Content-Length`).
+    fn length(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Why the source cannot deliver (more) bytes.

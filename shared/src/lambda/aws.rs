@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 /// Loads region, credentials and endpoints from the environment.
@@ -35,7 +34,7 @@ impl CallTimeouts {
 pub fn dynamodb_client(sdk: &SdkConfig, timeouts: CallTimeouts) -> aws_sdk_dynamodb::Client {
     let conf = aws_sdk_dynamodb::config::Builder::from(sdk)
         .timeout_config(
-            TimeoutConfig::builder()
+            aws_config::timeout::TimeoutConfig::builder()
                 .operation_timeout(timeouts.operation)
                 .operation_attempt_timeout(timeouts.attempt)
                 .build(),
@@ -60,7 +59,7 @@ pub fn s3_client(sdk: &SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client 
 pub fn sqs_client(sdk: &SdkConfig) -> aws_sdk_sqs::Client {
     let conf = aws_sdk_sqs::config::Builder::from(sdk)
         .timeout_config(
-            TimeoutConfig::builder()
+            aws_config::timeout::TimeoutConfig::builder()
                 .operation_timeout(CallTimeouts::BACKGROUND.operation)
                 .operation_attempt_timeout(CallTimeouts::BACKGROUND.attempt)
                 .build(),

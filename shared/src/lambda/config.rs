@@ -29,6 +29,7 @@ pub enum ConfigError {
 
 /// A source of configuration variables: the process environment in production, a map
 /// in tests. Empty values count as unset.
+#[derive(Clone)]
 pub struct Env {
     vars: HashMap<String, String>,
 }
@@ -59,6 +60,13 @@ impl Env {
     }
 
     /// The value, or `None` when unset or empty.
+    /// This environment with `vars` set over it (a secret's variables).
+    pub fn overlaid(&self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut out = self.clone();
+        out.vars.extend(vars);
+        out
+    }
+
     pub fn optional(&self, name: &str) -> Option<&str> {
         self.vars
             .get(name)

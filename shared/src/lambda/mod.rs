@@ -1,4 +1,4 @@
-//! The Lambda edge: configuration read once from the environment, JSON logs, the HTTP
+//! The Lambda edge: configuration read once from the environment, JSON logs, EMF metrics, the HTTP
 //! error/response shape both HTTP functions share, the stream consumers' batch report, and
 //! the AWS SDK clients.
 
@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod config;
 pub mod http;
+pub mod metrics;
 #[cfg(feature = "stream-batch")]
 pub mod stream;
 pub mod telemetry;

@@ -28,6 +28,9 @@ pub const CAPPED_TARGETS: &[&str] = &[
     "aws_smithy_types",
     "aws_sdk_dynamodb",
     "aws_sdk_s3",
+    "aws_sdk_sqs",
+    // GetSecretValue's response body is the secret.
+    "aws_sdk_secretsmanager",
     "aws_sdk_sts",
     "aws_sdk_sso",
     "hyper",

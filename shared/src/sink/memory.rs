@@ -1,6 +1,7 @@
 //! An in-memory [`VideoSink`] that records every object, upload and part, checks a
-//! completion the way S3 does (parts 1..n, each as uploaded), and can be told to fail a
-//! given part, the start, the completion, the abort, the put or the metadata copy. For
+//! completion the way S3 does (parts 1..n, each as uploaded, and the whole object against
+//! its CRC64NVME), and can be told to fail a given part, the start, the completion, the
+//! abort, the put or the tagging. For
 //! unit tests of the transfer; integration tests run against an S3-protocol server.
 
 use std::collections::{BTreeMap, HashMap};
@@ -9,7 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{MultipartUpload, ObjectInfo, ObjectMeta, SinkError, UploadedPart, VideoSink};
+use super::{
+    Finished, MultipartUpload, ObjectInfo, ObjectMeta, SinkError, UploadedPart, VideoSink,
+};
 
 /// How an object came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +26,24 @@ pub enum Written {
 pub struct StoredObject {
     pub bytes: Vec<u8>,
     pub meta: ObjectMeta,
+    pub tags: Vec<(String, String)>,
     pub written: Written,
+}
+
+/// S3's answer to a whole-object checksum that does not match the bytes.
+fn check_crc(operation: &'static str, bytes: &[u8], finished: &Finished) -> Result<(), SinkError> {
+    let actual = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, bytes);
+    if actual == finished.crc64nvme {
+        return Ok(());
+    }
+    Err(SinkError {
+        operation,
+        source: format!(
+            "BadDigest: the CRC64NVME you specified ({:016x}) did not match the object ({actual:016x})",
+            finished.crc64nvme
+        )
+        .into(),
+    })
 }
 
 /// Which calls fail (each as a [`SinkError`], as after the SDK's own retries).
@@ -34,7 +54,7 @@ struct Faults {
     complete: bool,
     abort: bool,
     put: bool,
-    replace_metadata: bool,
+    tagging: bool,
     delete: bool,
     part_delay: Duration,
     complete_delay: Duration,
@@ -115,8 +135,8 @@ impl MemoryVideoSink {
         self
     }
 
-    pub fn fail_replace_metadata(&self) -> &Self {
-        self.lock().faults.replace_metadata = true;
+    pub fn fail_tagging(&self) -> &Self {
+        self.lock().faults.tagging = true;
         self
     }
 
@@ -126,12 +146,13 @@ impl MemoryVideoSink {
     }
 
     /// Stores an object as if a put had written it (to seed what an earlier attempt left).
-    pub fn seed(&self, key: &str, bytes: Vec<u8>, meta: ObjectMeta) {
+    pub fn seed(&self, key: &str, bytes: Vec<u8>, meta: ObjectMeta, tags: Vec<(String, String)>) {
         self.lock().objects.insert(
             key.to_owned(),
             StoredObject {
                 bytes,
                 meta,
+                tags,
                 written: Written::Put,
             },
         );
@@ -180,16 +201,24 @@ impl MemoryVideoSink {
 impl VideoSink for MemoryVideoSink {
     type Upload = MemoryUpload;
 
-    async fn put(&self, key: &str, body: Bytes, meta: &ObjectMeta) -> Result<(), SinkError> {
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: &ObjectMeta,
+        finished: &Finished,
+    ) -> Result<(), SinkError> {
         let mut state = self.lock();
         if state.faults.put {
             return Err(fail("PutObject"));
         }
+        check_crc("PutObject", &body, finished)?;
         state.objects.insert(
             key.to_owned(),
             StoredObject {
                 bytes: body.to_vec(),
                 meta: meta.clone(),
+                tags: finished.tags(),
                 written: Written::Put,
             },
         );
@@ -217,16 +246,16 @@ impl VideoSink for MemoryVideoSink {
         })
     }
 
-    async fn replace_metadata(&self, key: &str, meta: &ObjectMeta) -> Result<(), SinkError> {
+    async fn tag(&self, key: &str, finished: &Finished) -> Result<(), SinkError> {
         let mut state = self.lock();
-        if state.faults.replace_metadata {
-            return Err(fail("CopyObject"));
+        if state.faults.tagging {
+            return Err(fail("PutObjectTagging"));
         }
         let object = state.objects.get_mut(key).ok_or_else(|| SinkError {
-            operation: "CopyObject",
+            operation: "PutObjectTagging",
             source: format!("no object {key}").into(),
         })?;
-        object.meta = meta.clone();
+        object.tags = finished.tags();
         Ok(())
     }
 
@@ -234,6 +263,7 @@ impl VideoSink for MemoryVideoSink {
         Ok(self.lock().objects.get(key).map(|o| ObjectInfo {
             bytes: o.bytes.len() as u64,
             metadata: o.meta.metadata.clone(),
+            tags: o.tags.clone(),
         }))
     }
 
@@ -299,11 +329,15 @@ impl MultipartUpload for MemoryUpload {
         Ok(UploadedPart {
             number,
             etag,
-            checksum_crc32c: None,
+            checksum_crc64nvme: None,
         })
     }
 
-    async fn complete(&self, mut parts: Vec<UploadedPart>) -> Result<(), SinkError> {
+    async fn complete(
+        &self,
+        mut parts: Vec<UploadedPart>,
+        finished: &Finished,
+    ) -> Result<(), SinkError> {
         let delay = self.lock().faults.complete_delay;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -336,12 +370,18 @@ impl MultipartUpload for MemoryUpload {
             state.open.insert(self.id.to_string(), upload);
             return Err(invalid(why));
         }
-        let bytes = bodies.iter().flat_map(|b| b.iter().copied()).collect();
+        let bytes: Vec<u8> = bodies.iter().flat_map(|b| b.iter().copied()).collect();
+        if let Err(e) = check_crc("CompleteMultipartUpload", &bytes, finished) {
+            // As S3: the upload stays open (to be aborted), no object appears.
+            state.open.insert(self.id.to_string(), upload);
+            return Err(e);
+        }
         state.objects.insert(
             upload.key,
             StoredObject {
                 bytes,
                 meta: upload.meta,
+                tags: Vec::new(),
                 written: Written::Multipart {
                     parts: numbers.len(),
                 },
@@ -362,5 +402,67 @@ impl MultipartUpload for MemoryUpload {
 
     fn upload_id(&self) -> &str {
         &self.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(bytes: &[u8]) -> Finished {
+        Finished {
+            bytes: bytes.len() as u64,
+            sha256: String::new(),
+            crc64nvme: crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, bytes),
+        }
+    }
+
+    fn meta() -> ObjectMeta {
+        ObjectMeta {
+            content_type: "video/mp4".into(),
+            metadata: Vec::new(),
+        }
+    }
+
+    /// As S3 with a full-object checksum: a CRC64NVME that does not match the assembled
+    /// parts is refused, no object appears, and the upload stays open to be aborted.
+    #[tokio::test]
+    async fn a_wrong_whole_object_checksum_is_refused_like_s3() {
+        let sink = MemoryVideoSink::default();
+        let upload = sink.start("videos/a.mp4", &meta()).await.unwrap();
+        let p1 = upload
+            .upload_part(1, Bytes::from_static(b"hello "))
+            .await
+            .unwrap();
+        let p2 = upload
+            .upload_part(2, Bytes::from_static(b"world"))
+            .await
+            .unwrap();
+        let wrong = finished(b"hello there");
+        let err = upload
+            .complete(vec![p1.clone(), p2.clone()], &wrong)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("BadDigest"), "{err}");
+        assert!(sink.object("videos/a.mp4").is_none());
+        assert_eq!(sink.open_uploads().len(), 1);
+
+        upload
+            .complete(vec![p2, p1], &finished(b"hello world"))
+            .await
+            .unwrap();
+        assert_eq!(sink.object("videos/a.mp4").unwrap().bytes, b"hello world");
+
+        let err = sink
+            .put(
+                "videos/b.mp4",
+                Bytes::from_static(b"abc"),
+                &meta(),
+                &finished(b"abd"),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("BadDigest"), "{err}");
+        assert!(sink.object("videos/b.mp4").is_none());
     }
 }

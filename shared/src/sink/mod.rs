@@ -1,5 +1,10 @@
 //! The video sink port: where ingest writes videos. A small object is one put; a large
 //! one is a multipart upload that is completed, or aborted so that no part is left behind.
+//!
+//! What is known only once every byte has passed ([`Finished`]: length, SHA-256,
+//! CRC64NVME) goes with the commit: the sink checks the whole object against the
+//! CRC64NVME, and the length and SHA-256 become object tags. Tags change without
+//! rewriting the object, so no in-place copy is needed (and no 5 GiB copy limit applies).
 
 use std::future::Future;
 
@@ -30,16 +35,59 @@ pub struct ObjectMeta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub bytes: u64,
-    /// User metadata (`x-amz-meta-*`).
+    /// User metadata (`x-amz-meta-*`), written when the object was started.
     pub metadata: Vec<(String, String)>,
+    /// Object tags, written by the commit ([`Finished::tags`]).
+    pub tags: Vec<(String, String)>,
+}
+
+fn lookup<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 impl ObjectInfo {
     pub fn metadata(&self, name: &str) -> Option<&str> {
-        self.metadata
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        lookup(&self.metadata, name)
+    }
+
+    pub fn tag(&self, name: &str) -> Option<&str> {
+        lookup(&self.tags, name)
+    }
+}
+
+/// Tag names of a committed object.
+pub mod tag {
+    pub const SHA256: &str = "sha256";
+    pub const BYTES: &str = "bytes";
+}
+
+/// What the whole stream turned out to be, known at the commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub bytes: u64,
+    /// Lowercase hex SHA-256.
+    pub sha256: String,
+    /// CRC64NVME of the whole object, which the sink verifies against what it stored.
+    pub crc64nvme: u64,
+}
+
+impl Finished {
+    /// The object's tags: its length and SHA-256 (by which a later attempt recognises a
+    /// finished upload, and a reader checks the bytes).
+    pub fn tags(&self) -> Vec<(String, String)> {
+        vec![
+            (tag::SHA256.into(), self.sha256.clone()),
+            (tag::BYTES.into(), self.bytes.to_string()),
+        ]
+    }
+
+    /// The checksum as S3 spells it: base64 of the 8 big-endian bytes.
+    pub fn crc64nvme_base64(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(self.crc64nvme.to_be_bytes())
     }
 }
 
@@ -48,8 +96,8 @@ impl ObjectInfo {
 pub struct UploadedPart {
     pub number: i32,
     pub etag: String,
-    /// Base64 CRC32C the service computed and verified for the part.
-    pub checksum_crc32c: Option<String>,
+    /// Base64 CRC64NVME the service computed and verified for the part.
+    pub checksum_crc64nvme: Option<String>,
 }
 
 /// A write to the sink failed (after the SDK's own retries). Never the video's fault, so
@@ -66,12 +114,14 @@ pub struct SinkError {
 pub trait VideoSink: Send + Sync {
     type Upload: MultipartUpload;
 
-    /// Writes a whole object in one request (videos smaller than one part).
+    /// Writes a whole object in one request (videos smaller than one part), tagged and
+    /// checked against `finished`.
     fn put(
         &self,
         key: &str,
         body: Bytes,
         meta: &ObjectMeta,
+        finished: &Finished,
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
 
     /// Starts a multipart upload.
@@ -81,12 +131,12 @@ pub trait VideoSink: Send + Sync {
         meta: &ObjectMeta,
     ) -> impl Future<Output = Result<Self::Upload, SinkError>> + Send;
 
-    /// Replaces the user metadata of a completed object (to add what is known only at
-    /// the end, like the SHA-256 of the whole stream).
-    fn replace_metadata(
+    /// Tags a completed multipart object with [`Finished::tags`] (in place: the object's
+    /// bytes are not rewritten).
+    fn tag(
         &self,
         key: &str,
-        meta: &ObjectMeta,
+        finished: &Finished,
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
 
     /// What is stored under `key`, if anything.
@@ -112,10 +162,12 @@ pub trait MultipartUpload: Clone + Send + Sync + 'static {
         body: Bytes,
     ) -> impl Future<Output = Result<UploadedPart, SinkError>> + Send;
 
-    /// Assembles the parts (in part-number order) into the object.
+    /// Assembles the parts (in part-number order) into the object, which the sink
+    /// checks against the whole-object CRC64NVME in `finished`.
     fn complete(
         &self,
         parts: Vec<UploadedPart>,
+        finished: &Finished,
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
 
     /// Discards the upload and every part uploaded so far.

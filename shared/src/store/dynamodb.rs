@@ -13,7 +13,9 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::image::{task_from_image, unreadable_image};
-use super::{Applied, Created, Cursor, Listed, OpenPage, StoreError, TaskStore};
+use super::{
+    Applied, Created, Cursor, Listed, OpenPage, StatusQuery, StoreError, TaskIndex, TaskStore,
+};
 use crate::domain::clock::Timestamp;
 use crate::domain::task::{Condition, Item, Patch, Task, TaskStatus, attr};
 use crate::domain::task_id::TaskId;
@@ -21,6 +23,9 @@ use crate::domain::task_id::TaskId;
 /// The sparse global secondary index of open tasks (template.yaml): partition key
 /// `open_status`, sort key `updated_at`.
 pub const OPEN_TASKS_INDEX: &str = "open-tasks";
+/// The global secondary index of every task by status (template.yaml): partition key
+/// `status`, sort key `updated_at`.
+pub const BY_STATUS_INDEX: &str = "by-status";
 
 /// An item as the SDK holds it.
 pub type DynamoItem = HashMap<String, AttributeValue>;
@@ -283,6 +288,90 @@ impl TaskStore for DynamoTaskStore {
     }
 }
 
+/// The key condition of a [`StatusQuery`]: the status, and the range of `updated_at`
+/// (its name only when used: DynamoDB refuses unused names).
+fn status_condition(query: &StatusQuery) -> (String, HashMap<String, String>, DynamoItem) {
+    let mut names = HashMap::from([("#status".to_owned(), attr::STATUS.to_owned())]);
+    let mut values = HashMap::from([(
+        ":status".to_owned(),
+        AttributeValue::S(query.status.as_str().into()),
+    )]);
+    let mut bound = |name: &str, at: Timestamp| {
+        values.insert(name.to_owned(), AttributeValue::S(at.to_rfc3339()));
+    };
+    let range = match (query.since, query.until) {
+        (Some(since), Some(until)) => {
+            bound(":since", since);
+            bound(":until", until);
+            " AND #updated BETWEEN :since AND :until"
+        }
+        (Some(since), None) => {
+            bound(":since", since);
+            " AND #updated >= :since"
+        }
+        (None, Some(until)) => {
+            bound(":until", until);
+            " AND #updated <= :until"
+        }
+        (None, None) => "",
+    };
+    if !range.is_empty() {
+        names.insert("#updated".to_owned(), attr::UPDATED_AT.to_owned());
+    }
+    (format!("#status = :status{range}"), names, values)
+}
+
+/// The SDK's last evaluated key as a cursor (every key attribute is a string here).
+fn cursor_of(key: DynamoItem) -> Cursor {
+    Cursor(
+        key.into_iter()
+            .filter_map(|(k, v)| match v {
+                AttributeValue::S(s) => Some((k, s)),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+impl TaskIndex for DynamoTaskStore {
+    async fn list_by_status(
+        &self,
+        query: &StatusQuery,
+        cursor: Option<&Cursor>,
+    ) -> Result<OpenPage, StoreError> {
+        let start = cursor.map(|c| {
+            c.0.iter()
+                .map(|(k, v)| (k.clone(), AttributeValue::S(v.clone())))
+                .collect::<DynamoItem>()
+        });
+        let (condition, names, values) = status_condition(query);
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_STATUS_INDEX)
+            .key_condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .scan_index_forward(false)
+            .limit(i32::try_from(query.limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let tasks = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(listed)
+            .collect();
+        Ok(OpenPage {
+            tasks,
+            next: out.last_evaluated_key.map(cursor_of),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,6 +464,33 @@ mod tests {
                 assert!(e.names.contains_key(token), "{token}");
             }
         }
+    }
+
+    #[test]
+    fn a_status_query_names_only_what_its_condition_uses() {
+        let at = Timestamp::from_secs(1_795_000_000);
+        let query = |since, until| StatusQuery {
+            status: TaskStatus::Stored,
+            since,
+            until,
+            limit: 10,
+        };
+        let (all, names, values) = status_condition(&query(None, None));
+        assert_eq!(all, "#status = :status");
+        assert_eq!(names.len(), 1);
+        assert_eq!(values[":status"], s("stored"));
+        let (since, names, values) = status_condition(&query(Some(at), None));
+        assert_eq!(since, "#status = :status AND #updated >= :since");
+        assert_eq!(names["#updated"], "updated_at");
+        assert_eq!(values[":since"], s(at.to_rfc3339()));
+        let (until, _, _) = status_condition(&query(None, Some(at)));
+        assert_eq!(until, "#status = :status AND #updated <= :until");
+        let (both, _, values) = status_condition(&query(Some(at), Some(at)));
+        assert_eq!(
+            both,
+            "#status = :status AND #updated BETWEEN :since AND :until"
+        );
+        assert_eq!(values.len(), 3);
     }
 
     #[test]

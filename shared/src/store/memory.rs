@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{Applied, Created, Cursor, Listed, OpenPage, StoreError, TaskStore};
+use super::{
+    Applied, Created, Cursor, Listed, OpenPage, StatusQuery, StoreError, TaskIndex, TaskStore,
+};
 use crate::domain::clock::Timestamp;
 use crate::domain::task::{Item, Patch, Task, TaskStatus, attr};
 use crate::domain::task_id::TaskId;
@@ -180,6 +182,64 @@ impl TaskStore for MemoryTaskStore {
     }
 }
 
+/// The `by-status` index: items with the status, `updated_at` in range, newest first by
+/// (`updated_at`, `task_id`), as DynamoDB orders a descending query.
+impl TaskIndex for MemoryTaskStore {
+    async fn list_by_status(
+        &self,
+        query: &StatusQuery,
+        cursor: Option<&Cursor>,
+    ) -> Result<OpenPage, StoreError> {
+        self.check_up().await?;
+        let text = |item: &Item, name: &str| {
+            item.get(name)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        let since = query.since.map(|t| t.to_rfc3339());
+        let until = query.until.map(|t| t.to_rfc3339());
+        let after = cursor.and_then(|c| {
+            Some((
+                c.value(attr::UPDATED_AT)?.to_owned(),
+                c.value(attr::TASK_ID)?.to_owned(),
+            ))
+        });
+        let mut found: Vec<(String, String, Item)> = self
+            .lock()
+            .values()
+            .filter(|i| text(i, attr::STATUS).as_deref() == Some(query.status.as_str()))
+            .filter_map(|i| {
+                Some((
+                    text(i, attr::UPDATED_AT)?,
+                    text(i, attr::TASK_ID)?,
+                    i.clone(),
+                ))
+            })
+            .filter(|(u, _, _)| since.as_ref().is_none_or(|s| u >= s))
+            .filter(|(u, _, _)| until.as_ref().is_none_or(|s| u <= s))
+            .filter(|(u, id, _)| after.as_ref().is_none_or(|a| (u, id) < (&a.0, &a.1)))
+            .collect();
+        found.sort_by(|a, b| (&b.0, &b.1).cmp(&(&a.0, &a.1)));
+        let more = found.len() > query.limit;
+        found.truncate(query.limit);
+        let next = match more {
+            true => found.last().map(|(u, id, _)| {
+                Cursor(vec![
+                    (attr::STATUS.into(), query.status.as_str().into()),
+                    (attr::UPDATED_AT.into(), u.clone()),
+                    (attr::TASK_ID.into(), id.clone()),
+                ])
+            }),
+            false => None,
+        };
+        let tasks = found
+            .into_iter()
+            .filter_map(|(_, id, item)| listed(&id, item))
+            .collect();
+        Ok(OpenPage { tasks, next })
+    }
+}
+
 /// A listed item: the task, or what is needed to fail it. An item whose very key is not
 /// a task id cannot be addressed through this port (only a hand-written one can be).
 fn listed(id: &str, item: Item) -> Option<Listed> {
@@ -190,5 +250,63 @@ fn listed(id: &str, item: Item) -> Option<Listed> {
             raw: item,
             detail: e.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::envelope::{CallbackEnvelope, Outcome};
+    use crate::domain::task::DEFAULT_TASK_TTL;
+
+    fn failed(id: &str, at_secs: i64) -> Task {
+        let envelope = CallbackEnvelope {
+            task_id: TaskId::parse(id).unwrap(),
+            msg: "m".into(),
+            outcome: Outcome::Failed { code: 500 },
+        };
+        Task::from_callback(&envelope, Timestamp::from_secs(at_secs), DEFAULT_TASK_TTL)
+    }
+
+    #[tokio::test]
+    async fn lists_one_status_newest_first_in_pages_within_the_window() {
+        let store = MemoryTaskStore::default();
+        for (i, id) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            let at = 1_795_000_000 + i64::try_from(i).unwrap() * 60;
+            assert_eq!(store.create(&failed(id, at)).await.unwrap(), Created::New);
+        }
+        let mut query = StatusQuery {
+            status: TaskStatus::Failed,
+            since: Some(Timestamp::from_secs(1_795_000_060)),
+            until: None,
+            limit: 2,
+        };
+        let ids = |page: &OpenPage| -> Vec<String> {
+            page.tasks
+                .iter()
+                .filter_map(|l| match l {
+                    Listed::Task(t) => Some(t.task_id.to_string()),
+                    Listed::Unreadable { .. } => None,
+                })
+                .collect()
+        };
+        let first = store.list_by_status(&query, None).await.unwrap();
+        assert_eq!(ids(&first), ["e", "d"]);
+        let cursor = first.next.clone().unwrap();
+        let cursor = Cursor::from_token(&cursor.to_token()).unwrap();
+        let second = store.list_by_status(&query, Some(&cursor)).await.unwrap();
+        assert_eq!(ids(&second), ["c", "b"]);
+        assert_eq!(second.next, None, "the last page");
+
+        query.until = Some(Timestamp::from_secs(1_795_000_120));
+        query.limit = 10;
+        let window = store.list_by_status(&query, None).await.unwrap();
+        assert_eq!(
+            (ids(&window), window.next),
+            (vec!["c".to_owned(), "b".to_owned()], None)
+        );
+        query.status = TaskStatus::Stored;
+        let none = store.list_by_status(&query, None).await.unwrap();
+        assert!(none.tasks.is_empty());
     }
 }

@@ -50,12 +50,94 @@ pub enum Listed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor(pub(crate) Vec<(String, String)>);
 
-/// One page of open tasks, oldest change first.
+/// One page of tasks: open tasks oldest change first ([`TaskStore::list_open`]), or one
+/// status newest first ([`TaskIndex::list_by_status`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenPage {
     pub tasks: Vec<Listed>,
     /// `None` on the last page.
     pub next: Option<Cursor>,
+}
+
+impl Cursor {
+    /// The attributes a cursor may name: the table's key and the indexes' keys.
+    const NAMES: [&'static str; 4] = [
+        crate::domain::task::attr::TASK_ID,
+        crate::domain::task::attr::STATUS,
+        crate::domain::task::attr::UPDATED_AT,
+        crate::domain::task::attr::OPEN_STATUS,
+    ];
+
+    /// The cursor as an opaque URL-safe token (what an API hands its callers).
+    pub fn to_token(&self) -> String {
+        use base64::Engine as _;
+        let pairs: Vec<[&str; 2]> = self
+            .0
+            .iter()
+            .map(|(k, v)| [k.as_str(), v.as_str()])
+            .collect();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&pairs).unwrap_or_default())
+    }
+
+    /// A token from [`Cursor::to_token`], or `None` if it is not one: only key attributes,
+    /// each once, at most four (never an arbitrary start key).
+    pub fn from_token(token: &str) -> Option<Self> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()?;
+        let pairs: Vec<(String, String)> = serde_json::from_slice(&bytes).ok()?;
+        let mut seen = Vec::new();
+        for (name, _) in &pairs {
+            if !Self::NAMES.contains(&name.as_str()) || seen.contains(name) {
+                return None;
+            }
+            seen.push(name.clone());
+        }
+        (!pairs.is_empty()).then_some(Self(pairs))
+    }
+
+    /// The value the cursor holds for `name` (the memory store reads its cursors by name).
+    #[cfg(any(test, feature = "test-support"))]
+    pub(crate) fn value(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Tasks in one status whose last change falls in `[since, until]` (either end open).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusQuery {
+    pub status: TaskStatus,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// The most tasks one page holds.
+    pub limit: usize,
+}
+
+/// Every task by status and last change, newest first: the operator's listing. A query of
+/// the `by-status` index, never a scan. A port of its own (narrower than [`TaskStore`]):
+/// only the status function lists tasks this way.
+pub trait TaskIndex: Send + Sync {
+    /// One page of `query`, newest change first, starting after `cursor`.
+    fn list_by_status(
+        &self,
+        query: &StatusQuery,
+        cursor: Option<&Cursor>,
+    ) -> impl Future<Output = Result<OpenPage, StoreError>> + Send;
+}
+
+impl<T: TaskIndex> TaskIndex for std::sync::Arc<T> {
+    async fn list_by_status(
+        &self,
+        query: &StatusQuery,
+        cursor: Option<&Cursor>,
+    ) -> Result<OpenPage, StoreError> {
+        (**self).list_by_status(query, cursor).await
+    }
 }
 
 /// Why the store could not answer. Conditional-check failures are not errors.
@@ -134,5 +216,40 @@ impl<T: TaskStore> TaskStore for std::sync::Arc<T> {
 
     async fn get(&self, task_id: &TaskId) -> Result<Option<Task>, StoreError> {
         (**self).get(task_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_tokens_round_trip_and_refuse_anything_but_key_attributes() {
+        let cursor = Cursor(vec![
+            ("status".into(), "stored".into()),
+            ("updated_at".into(), "2026-12-01T10:00:00.000Z".into()),
+            ("task_id".into(), "t-1".into()),
+        ]);
+        let token = cursor.to_token();
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert_eq!(Cursor::from_token(&token), Some(cursor));
+        use base64::Engine as _;
+        let encode = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        for bad in [
+            "".to_owned(),
+            "not base64!".to_owned(),
+            encode(serde_json::json!([])),
+            encode(serde_json::json!([["video_url", "x"]])),
+            encode(serde_json::json!([["task_id", "a"], ["task_id", "b"]])),
+            encode(serde_json::json!({"task_id": "a"})),
+        ] {
+            assert_eq!(Cursor::from_token(&bad), None, "{bad}");
+        }
     }
 }

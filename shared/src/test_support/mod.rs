@@ -7,15 +7,18 @@
 
 #[cfg(feature = "fetch")]
 mod lookup;
+mod metrics;
 mod video;
 
 use serde_json::{Value, json};
 
 pub use crate::inbox::memory::MemoryInbox;
+pub use crate::secrets::memory::MemorySecrets;
 pub use crate::sink::memory::MemoryVideoSink;
 pub use crate::store::memory::MemoryTaskStore;
 #[cfg(feature = "fetch")]
 pub use lookup::StaticLookup;
+pub use metrics::CapturedMetrics;
 pub use video::Video;
 
 use crate::domain::envelope::{CallbackEnvelope, Outcome, VideoUrl};

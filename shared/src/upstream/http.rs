@@ -3,6 +3,7 @@
 //! callback's, so this is a plain client (https unless configured for local use); the
 //! key never appears in a log or an error.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
@@ -10,7 +11,8 @@ use url::Url;
 use super::{UpstreamApi, UpstreamError, UpstreamRecord, parse_record_info, refusal};
 use crate::domain::secret::Secret;
 use crate::domain::task_id::TaskId;
-use crate::lambda::config::UpstreamApiSettings;
+use crate::lambda::config::{ConfigError, Env, FromEnv, UpstreamApiSettings};
+use crate::secrets::Refreshing;
 
 /// The upstream's API at `base`.
 #[derive(Debug, Clone)]
@@ -40,6 +42,36 @@ impl HttpUpstream {
         settings
             .map(|s| Self::new(s.base.clone(), s.key.clone(), s.allow_http))
             .transpose()
+    }
+}
+
+/// The upstream's client, rebuilt from its secret (`UPSTREAM_API_KEY` in `SECRETS_ID`)
+/// when that is due a refresh, so a rotated key needs no redeploy.
+#[derive(Debug, Clone)]
+pub struct RefreshingUpstream(Arc<Refreshing<Option<HttpUpstream>>>);
+
+/// How long a call waits for a due refresh of the key before using the one it has.
+const KEY_REFRESH_WAIT: Duration = Duration::from_secs(2);
+
+impl RefreshingUpstream {
+    pub fn new(client: Refreshing<Option<HttpUpstream>>) -> Self {
+        Self(Arc::new(client))
+    }
+
+    /// The client the environment asks for (`UPSTREAM_API_BASE`, `UPSTREAM_API_KEY`).
+    pub fn build(env: &Env) -> Result<Option<HttpUpstream>, ConfigError> {
+        let settings = Option::<UpstreamApiSettings>::from_env(env)?;
+        HttpUpstream::configured(settings.as_ref()).map_err(|e| ConfigError::Invalid {
+            name: "UPSTREAM_API_BASE",
+            reason: format!("the client could not be built: {e}"),
+        })
+    }
+}
+
+impl UpstreamApi for RefreshingUpstream {
+    async fn record_info(&self, task_id: &TaskId) -> Result<UpstreamRecord, UpstreamError> {
+        let client = self.0.current_after_refresh(KEY_REFRESH_WAIT).await;
+        client.record_info(task_id).await
     }
 }
 

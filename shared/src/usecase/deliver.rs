@@ -331,6 +331,7 @@ where
             .map(|e| e.health)
             .unwrap_or(endpoint.health);
         warn!(outcome = "endpoint_disabled", endpoint_id = %endpoint.id, reason = reason.as_str(), "endpoint disabled");
+        crate::metrics::endpoint_disabled();
         let Some(fallback) = settings.fallback.as_ref().filter(|f| **f != endpoint.id) else {
             return Ok(());
         };

@@ -541,6 +541,24 @@ impl Task {
         )
     }
 
+    /// An operator's re-drive (`POST /tasks/{id}/redrive`): the reconciler's re-drive, now
+    /// rather than when it is overdue. A `received` task is re-announced; a `downloading`
+    /// one only once its lease has run out (a live download is never taken away); any
+    /// other status is refused by the table (`None`). Revision-checked, so it cannot race
+    /// the reconciler or ingest into a double hand-over.
+    pub fn decide_operator_redrive(&self, now: Timestamp, ttl: Duration) -> Option<Patch> {
+        if self.status == TaskStatus::Downloading && !self.lease_expired(now) {
+            return None;
+        }
+        build(
+            self.status,
+            &self.redrive(),
+            Condition::Revision(self.revision),
+            now,
+            ttl,
+        )
+    }
+
     fn redrive(&self) -> TaskChange {
         TaskChange::Redrive {
             mark: self.redrive_mark.is_none(),
@@ -672,6 +690,36 @@ mod tests {
             bytes: 10,
             sha256: "00".repeat(32),
             content_type: "video/mp4".into(),
+        }
+    }
+
+    #[test]
+    fn an_operator_redrive_is_the_reconcilers_and_never_takes_a_live_lease() {
+        let received = task_in(TaskStatus::Received);
+        let patch = received.decide_operator_redrive(t(1), TTL).unwrap();
+        assert_eq!(patch.condition, Condition::Revision(received.revision));
+        let redriven = received.apply(&patch).unwrap();
+        assert_eq!(redriven.status, TaskStatus::Received);
+        assert!(redriven.redrive_mark.is_some(), "the ingest filter sees it");
+        assert!(redriven.revision > received.revision);
+
+        let mut leased = task_in(TaskStatus::Downloading);
+        leased.lease_owner = Some("inv".into());
+        leased.lease_until = Some(t(10_000).as_millis());
+        assert_eq!(leased.decide_operator_redrive(t(5_000), TTL), None);
+        let taken = leased.decide_operator_redrive(t(10_000), TTL).unwrap();
+        let back = leased.apply(&taken).unwrap();
+        assert_eq!(
+            (back.status, back.lease_owner),
+            (TaskStatus::Received, None)
+        );
+
+        for status in [TaskStatus::Stored, TaskStatus::Failed, TaskStatus::Expected] {
+            assert_eq!(
+                task_in(status).decide_operator_redrive(t(1), TTL),
+                None,
+                "{status:?}"
+            );
         }
     }
 
