@@ -22,7 +22,7 @@ use shared::sender::Sender;
 use shared::store::TaskStore;
 use shared::usecase::deliver::{Courier, Delivered};
 use shared::usecase::notify::Notifier;
-use tracing::{Instrument, error, field, info, info_span, warn};
+use tracing::{Instrument, debug, error, field, info, info_span, warn};
 
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +91,7 @@ where
                 return MessageOutcome::Retry;
             }
         };
+        debug!(job = ?queued.job, not_before = ?queued.not_before, "job received");
         let wait = match queued.clone().arrival(now) {
             Arrival::Run(job) => return self.run(job, now).await,
             Arrival::WaitAgain(wait) => wait,

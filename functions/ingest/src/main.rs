@@ -15,8 +15,7 @@ use shared::lambda::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config};
 use shared::lambda::config::Env;
 use shared::lambda::metrics::{Emf, MetricsConfig};
 use shared::lambda::telemetry;
-use shared::secrets::secretsmanager::SecretsManager;
-use shared::secrets::{cold_start_env, refreshing};
+use shared::secrets::secretsmanager::ColdStart;
 use shared::sink::s3::S3VideoSink;
 use shared::store::dynamodb::DynamoTaskStore;
 use shared::upstream::http::RefreshingUpstream;
@@ -29,17 +28,11 @@ async fn main() -> Result<(), Error> {
     let emf = Emf::install(&MetricsConfig::from_env(&process)?)?;
     let sdk = sdk_config().await;
     // The upstream API key from Secrets Manager when SECRETS_ID names the secret.
-    let secrets = SecretsManager::from_sdk(&sdk);
-    let (env, secret) = cold_start_env(&process, &secrets)
-        .await
-        .inspect_err(|e| error!(error = %e, "the configuration secret could not be used"))?;
-    let config = IngestConfig::from_env(&env)
+    let start = ColdStart::read(&sdk, process).await?;
+    let config = IngestConfig::from_env(&start.env)
         .inspect_err(|e| error!(error = %e, "invalid configuration"))?;
-    let upstream = RefreshingUpstream::new(refreshing(
-        RefreshingUpstream::build(&env)?,
-        process,
-        secrets,
-        secret,
+    let upstream = RefreshingUpstream::new(start.refreshing(
+        RefreshingUpstream::build(&start.env)?,
         RefreshingUpstream::build,
     ));
     info!(

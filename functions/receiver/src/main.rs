@@ -19,8 +19,7 @@ use shared::lambda::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config};
 use shared::lambda::config::Env;
 use shared::lambda::metrics::{Emf, MetricsConfig};
 use shared::lambda::telemetry;
-use shared::secrets::secretsmanager::SecretsManager;
-use shared::secrets::{cold_start_env, refreshing};
+use shared::secrets::secretsmanager::ColdStart;
 use shared::store::dynamodb::DynamoTaskStore;
 use tracing::{error, info, warn};
 
@@ -34,11 +33,8 @@ async fn main() -> Result<(), Error> {
     let emf = Emf::install(&MetricsConfig::from_env(&process)?)?;
     let sdk = sdk_config().await;
     // Tokens and HMAC secrets from Secrets Manager when SECRETS_ID names the secret.
-    let secrets = SecretsManager::from_sdk(&sdk);
-    let (env, secret) = cold_start_env(&process, &secrets)
-        .await
-        .inspect_err(|e| error!(error = %e, "the configuration secret could not be used"))?;
-    let config = ReceiverConfig::from_env(&env)
+    let start = ColdStart::read(&sdk, process).await?;
+    let config = ReceiverConfig::from_env(&start.env)
         .inspect_err(|e| error!(error = %e, "invalid configuration"))?;
     if config.verifier.is_unauthenticated() {
         warn!("CALLBACK_AUTH=none: callbacks are NOT verified; for local use only");
@@ -67,7 +63,7 @@ async fn main() -> Result<(), Error> {
     if inbox.is_none() {
         warn!("BUCKET_NAME is not set: callbacks the table cannot take are answered 503");
     }
-    let verifier = refreshing(config.verifier.clone(), process, secrets, secret, |env| {
+    let verifier = start.refreshing(config.verifier.clone(), |env| {
         Ok(ReceiverConfig::from_env(env)?.verifier)
     });
     let receiver = Arc::new(

@@ -1,10 +1,16 @@
-//! [`SecretStore`] on AWS Secrets Manager: `GetSecretValue` of the current version.
+//! [`SecretStore`] on AWS Secrets Manager: `GetSecretValue` of the current version, and
+//! the cold start of a function that reads its configuration secret there.
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::SdkError;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 
-use super::{SecretError, SecretStore};
+use tracing::error;
+
+use super::{
+    Build, Refreshing, SecretError, SecretSettings, SecretStore, cold_start_env, refreshing,
+};
+use crate::lambda::config::Env;
 
 /// Secrets Manager, through one client built at cold start.
 #[derive(Debug, Clone)]
@@ -27,6 +33,49 @@ impl SecretsManager {
             )
             .build();
         Self::new(Client::from_conf(conf))
+    }
+}
+
+/// What a function's cold start read: the process environment, the configuration source
+/// (that environment with the secret laid over it) and where the secret is.
+#[derive(Debug)]
+pub struct ColdStart {
+    pub process: Env,
+    /// Build the configuration from this.
+    pub env: Env,
+    store: SecretsManager,
+    secret: Option<SecretSettings>,
+}
+
+impl ColdStart {
+    /// Reads the secret `SECRETS_ID` names, if any (logging why it could not be used).
+    pub async fn read(sdk: &aws_config::SdkConfig, process: Env) -> Result<Self, SecretError> {
+        let store = SecretsManager::from_sdk(sdk);
+        let (env, secret) = cold_start_env(&process, &store)
+            .await
+            .inspect_err(|e| error!(error = %e, "the configuration secret could not be used"))?;
+        Ok(Self {
+            process,
+            env,
+            store,
+            secret,
+        })
+    }
+
+    /// `initial` (built from [`ColdStart::env`]), rebuilt by `build` as the secret is
+    /// refreshed; fixed without a secret.
+    pub fn refreshing<T: Send + Sync + 'static>(
+        &self,
+        initial: T,
+        build: Build<T>,
+    ) -> Refreshing<T> {
+        refreshing(
+            initial,
+            self.process.clone(),
+            self.store.clone(),
+            self.secret.clone(),
+            build,
+        )
     }
 }
 

@@ -145,8 +145,20 @@ impl MemoryVideoSink {
         self
     }
 
-    /// Stores an object as if a put had written it (to seed what an earlier attempt left).
-    pub fn seed(&self, key: &str, bytes: Vec<u8>, meta: ObjectMeta, tags: Vec<(String, String)>) {
+    /// Stores an object as if a put had written it (to seed what an earlier attempt left),
+    /// without tags: an upload whose commit did not finish.
+    pub fn seed(&self, key: &str, bytes: Vec<u8>, meta: ObjectMeta) {
+        self.seed_tagged(key, bytes, meta, Vec::new());
+    }
+
+    /// [`MemoryVideoSink::seed`] with the tags a finished commit writes.
+    pub fn seed_tagged(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        meta: ObjectMeta,
+        tags: Vec<(String, String)>,
+    ) {
         self.lock().objects.insert(
             key.to_owned(),
             StoredObject {
@@ -422,6 +434,24 @@ mod tests {
             content_type: "video/mp4".into(),
             metadata: Vec::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn seeded_objects_are_seen_with_their_tags() {
+        let sink = MemoryVideoSink::default();
+        sink.seed("videos/u.mp4", b"abc".to_vec(), meta());
+        let tags = finished(b"xyz").tags();
+        sink.seed_tagged("videos/t.mp4", b"xyz".to_vec(), meta(), tags.clone());
+        assert!(
+            sink.head("videos/u.mp4")
+                .await
+                .unwrap()
+                .unwrap()
+                .tags
+                .is_empty()
+        );
+        let info = sink.head("videos/t.mp4").await.unwrap().unwrap();
+        assert_eq!((info.bytes, info.tags), (3, tags));
     }
 
     /// As S3 with a full-object checksum: a CRC64NVME that does not match the assembled

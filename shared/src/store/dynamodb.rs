@@ -260,18 +260,10 @@ impl TaskStore for DynamoTaskStore {
             .into_iter()
             .filter_map(listed)
             .collect();
-        // The index's key plus the table's: every attribute is a string here.
-        let next = out.last_evaluated_key.map(|key| {
-            Cursor(
-                key.into_iter()
-                    .filter_map(|(k, v)| match v {
-                        AttributeValue::S(s) => Some((k, s)),
-                        _ => None,
-                    })
-                    .collect(),
-            )
-        });
-        Ok(OpenPage { tasks, next })
+        Ok(OpenPage {
+            tasks,
+            next: out.last_evaluated_key.map(cursor_of),
+        })
     }
 
     async fn get(&self, task_id: &TaskId) -> Result<Option<Task>, StoreError> {
@@ -321,7 +313,8 @@ fn status_condition(query: &StatusQuery) -> (String, HashMap<String, String>, Dy
     (format!("#status = :status{range}"), names, values)
 }
 
-/// The SDK's last evaluated key as a cursor (every key attribute is a string here).
+/// The SDK's last evaluated key as a cursor: the index's key plus the table's (every key
+/// attribute is a string in both indexes).
 fn cursor_of(key: DynamoItem) -> Cursor {
     Cursor(
         key.into_iter()
