@@ -44,7 +44,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "local"))
 import stack as local  # noqa: E402
-from bench_ingest import human, parse_size  # noqa: E402
+from bench_ingest import RELEASE_BINS, human, parse_size  # noqa: E402
 
 REPO = local.REPO
 OUT = local.LOCAL / "bench"
@@ -53,7 +53,7 @@ SENDER_TIMEOUT_S = 15.0
 # Ports apart from the dev stack's defaults (and bench_ingest's).
 NAIVE_PORT, VIDEO_PORT = 8297, 8299
 STACK_PORTS = {"DYNAMODB_PORT": "8200", "S3_PORT": "8533", "LAMBDA_PORT": "8201", "FILES_PORT": "8202",
-               "UPSTREAM_PORT": "8203", "INBOX_PORT": "8204"}
+               "UPSTREAM_PORT": "8203", "INBOX_PORT": "8204", "SECRETS_PORT": "8205"}
 
 
 def start_videos(binary: Path, sizes: list[int]) -> tuple[subprocess.Popen, dict[str, int]]:
@@ -172,9 +172,8 @@ def main() -> int:
     source = None
     naive = None
     try:
-        subprocess.run(["cargo", "build", "--quiet", "-p", "integration-tests", "--bin", "video-server"],
-                       cwd=REPO, check=True)
-        source, videos = start_videos(REPO / "target/debug/video-server", sizes)
+        subprocess.run(["cargo", "build", "--release", "--quiet", *RELEASE_BINS], cwd=REPO, check=True)
+        source, videos = start_videos(REPO / "target/release/video-server", sizes)
         ours_url = local.read_env_file(local.STACK_ENV)["CALLBACK_URL"]
         naive = NaiveReceiver(NAIVE_PORT, Path(tempfile.mkdtemp(prefix="naive-", dir=OUT)))
         # One warm-up callback each (cargo lambda watch starts the function on first use).

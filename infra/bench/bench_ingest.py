@@ -268,11 +268,17 @@ def ensure_rclone() -> None:
                    env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 
+# One selection for every benchmark's release build (bench_size.py too), so they share
+# one feature resolution and none rebuilds what another built.
+RELEASE_BINS = ["-p", "ingest", "--bin", "ingest", "-p", "receiver", "--bin", "receiver", "-p", "status", "--bin",
+                "status", "-p", "reconciler", "--bin", "reconciler", "-p", "notify", "--bin", "notify", "-p",
+                "deliver", "--bin", "deliver", "-p", "integration-tests", "--bin", "video-server", "-p", "benches",
+                "--bin", "sink-limit"]
+
+
 def build() -> tuple[Path, Path, Path]:
     local.say("cargo build --release (ingest, video-server, sink-limit)")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "ingest", "--bin", "ingest",
-                    "-p", "integration-tests", "--bin", "video-server", "-p", "benches", "--bin", "sink-limit"],
-                   cwd=REPO, check=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet", *RELEASE_BINS], cwd=REPO, check=True)
     target = REPO / "target" / "release"
     return target / "ingest", target / "video-server", target / "sink-limit"
 
@@ -346,7 +352,8 @@ def main() -> int:
     local.ensure_tools()
     ensure_rclone()
     ingest_bin, server_bin, sink_bin = build()
-    cfg = local.Config(DYNAMODB_PORT, S3_PORT, 0, 0, TABLE, BUCKET, token="unused")
+    cfg = local.Config(DYNAMODB_PORT, S3_PORT, 0, 0, 0, 0, TABLE, BUCKET, token="unused", upstream_key="unused",
+                       upstream_hmac_secret="unused", webhook_secret="unused")
     stack = local.Stack()
     try:
         local.start_moto(stack, cfg)

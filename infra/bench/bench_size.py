@@ -29,6 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "local"))
 import stack as local  # noqa: E402
+from bench_ingest import RELEASE_BINS  # noqa: E402
 
 REPO = local.REPO
 OUT = local.LOCAL / "bench"
@@ -117,8 +118,7 @@ def main() -> int:
         for name in FUNCTIONS:
             sizes[name] = (REPO / "target/lambda-arm64" / name / "bootstrap").stat().st_size / MIB
     local.say("cargo build --release (this machine's binaries, for the start-up)")
-    subprocess.run(["cargo", "build", "--release", "--quiet", *sum((["-p", n] for n in FUNCTIONS), [])],
-                   cwd=REPO, check=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet", *RELEASE_BINS], cwd=REPO, check=True)
     env = {"PATH": os.environ["PATH"], **ENV}
     baseline = [spawn_time() for _ in range(args.runs)]
     for name in FUNCTIONS:

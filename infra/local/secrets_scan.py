@@ -34,6 +34,7 @@ SCANNED = ("cargo-lambda.log", "stream-pump.log", "notify-pump.log", "queue-pump
 # Stand-ins for services a deployment does not run; what they log is theirs.
 SKIPPED = {
     "moto.log": "DynamoDB stand-in (AWS's own service in a deployment)",
+    "moto-secrets.log": "Secrets Manager stand-in (AWS's own service in a deployment)",
     "seaweedfs.log": "S3 stand-in (AWS's own service in a deployment)",
     "upstream-api.log": "the simulated upstream API (the vendor's service in a deployment)",
     "files.log": "static file server for sample videos (a CDN in a deployment)",

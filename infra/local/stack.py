@@ -108,6 +108,9 @@ class Config:
     upstream_key: str
     upstream_hmac_secret: str
     webhook_secret: str
+    # Secrets Manager: a moto of its own, as it is a service of its own in AWS (a DynamoDB
+    # outage, which the fault tests make by pausing the first moto, leaves it alone).
+    secrets_port: int = 8093
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -122,7 +125,7 @@ class Config:
                    bucket=env("BUCKET_NAME", "music-video-local"), token=_callback_token(),
                    upstream_key=_saved_secret("UPSTREAM_API_KEY"),
                    upstream_hmac_secret=_saved_secret("UPSTREAM_HMAC_SECRET"),
-                   webhook_secret=_saved_webhook_secret())
+                   webhook_secret=_saved_webhook_secret(), secrets_port=_port("SECRETS_PORT", "8093"))
 
     @property
     def direct_table(self) -> str:
@@ -173,8 +176,13 @@ class Config:
     def upstream_url(self) -> str:
         return f"http://{HOST}:{self.upstream_port}/"
 
+    @property
+    def secrets_url(self) -> str:
+        return f"http://{HOST}:{self.secrets_port}"
+
     def aws_env(self) -> dict[str, str]:
         return {
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.secrets_url,
             "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_url,
             # moto serves SQS on the same port as DynamoDB (the notification job queue).
             "AWS_ENDPOINT_URL_SQS": self.dynamodb_url,
@@ -210,7 +218,6 @@ class Config:
             # rotation can be tested end to end).
             "SECRETS_ID": self.secret_name,
             "SECRETS_REFRESH_SECS": "10",
-            "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.dynamodb_url,
             # Local videos come from the plain-HTTP loopback file server (and the tests'
             # video servers), the only host ingest may fetch from here.
             "VIDEO_URL_ALLOW_HTTP": "true",
@@ -304,6 +311,13 @@ def write_env_file(path: Path, values: dict[str, str]) -> None:
     tmp.replace(path)
 
 
+def _port(name: str, default: str) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        raise StackError(f"bad port setting: {name}") from None
+
+
 def _callback_token() -> str:
     # Reuse the token across restarts so a pasted callback URL keeps working.
     return _saved_secret("CALLBACK_TOKEN")
@@ -386,7 +400,7 @@ def port_in_use(port: int) -> bool:
 def check_ports(cfg: Config) -> None:
     wanted = {"DYNAMODB_PORT": cfg.dynamodb_port, "S3_PORT": cfg.s3_port,
               "LAMBDA_PORT": cfg.lambda_port, "FILES_PORT": cfg.files_port, "UPSTREAM_PORT": cfg.upstream_port,
-              "INBOX_PORT": cfg.inbox_port}
+              "INBOX_PORT": cfg.inbox_port, "SECRETS_PORT": cfg.secrets_port}
     for name, port in seaweedfs_ports(cfg).items():
         wanted[f"SeaweedFS {name} (S3_PORT+{port - cfg.s3_port})"] = port
     if len(set(wanted.values())) != len(wanted) or not all(0 < p < 65536 for p in wanted.values()):
@@ -554,7 +568,8 @@ def boto(service: str, cfg: Config):  # noqa: ANN201
     import boto3
     from botocore.config import Config as BotoConfig
 
-    url = cfg.s3_url if service == "s3" else cfg.dynamodb_url  # moto: DynamoDB and SQS
+    # moto: DynamoDB and SQS on one port, Secrets Manager on its own.
+    url = {"s3": cfg.s3_url, "secretsmanager": cfg.secrets_url}.get(service, cfg.dynamodb_url)
     extra = {"s3": {"addressing_style": "path"}} if service == "s3" else {}
     return boto3.client(service, endpoint_url=url, region_name=REGION, aws_access_key_id="test",
                         aws_secret_access_key="test",
@@ -565,8 +580,11 @@ def start_moto(stack: Stack, cfg: Config) -> None:
     # moto behind a lock that gives its tables DynamoDB's atomic writes (moto_server.py).
     argv = [sys.executable, str(Path(__file__).resolve().parent / "moto_server.py")]
     stack.spawn("moto", [*argv, "-H", HOST, "-p", str(cfg.dynamodb_port)])
+    stack.spawn("moto-secrets", [*argv, "-H", HOST, "-p", str(cfg.secrets_port)])
     ddb = boto("dynamodb", cfg)
     stack.wait_for("moto", lambda: ddb.list_tables() is not None, 120, log_of="moto")
+    sm = boto("secretsmanager", cfg)
+    stack.wait_for("moto-secrets", lambda: sm.list_secrets() is not None, 120, log_of="moto-secrets")
 
 
 def create_secret(cfg: Config) -> None:

@@ -70,14 +70,23 @@ class ScanTest(unittest.TestCase):
             (logs / "moto.log").write_text("tok-aaaaaaaaaaaa (a stand-in's log: skipped)\n")
             env = Path(d) / "functions.env"
             env.write_text("".join(f"{k}={v}\n" for k, v in ENV.items()))
+            absent = Path(d) / "no-secret.env"
             out = io.StringIO()
             with contextlib.redirect_stdout(out):  # a planted leak: keep it out of the test log
-                self.assertEqual(ss.main(["--logs", str(logs), "--env", str(env)]), 1)
+                self.assertEqual(ss.main(["--logs", str(logs), "--env", str(env), "--secret-env", str(absent)]), 1)
             self.assertIn("LEAK cargo-lambda.log:2: CALLBACK_TOKENS[0]", out.getvalue())
             self.assertNotIn("tok-aaaaaaaaaaaa", out.getvalue(), "the report never prints the secret")
             (logs / "cargo-lambda.log").write_text("fine\n")
             with contextlib.redirect_stdout(io.StringIO()):
-                self.assertEqual(ss.main(["--logs", str(logs), "--env", str(env)]), 0)
+                self.assertEqual(ss.main(["--logs", str(logs), "--env", str(env), "--secret-env", str(absent)]), 0)
+            # Values that live only in the configuration secret are looked for too.
+            secret_env = Path(d) / "secret.env"
+            secret_env.write_text("UPSTREAM_API_KEY=key-bbbbbbbbbbbb\n")
+            (logs / "cargo-lambda.log").write_text("Bearer key-bbbbbbbbbbbb\n")
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                self.assertEqual(ss.main(["--logs", str(logs), "--env", str(env), "--secret-env", str(secret_env)]), 1)
+            self.assertIn("UPSTREAM_API_KEY[0]", out.getvalue())
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ class StackTest(unittest.TestCase):
         # Secrets come from the secret, never the functions' environment.
         self.assertNotIn("CALLBACK_TOKENS", env)
         self.assertEqual(env["SECRETS_ID"], cfg.secret_name)
-        self.assertEqual(env["AWS_ENDPOINT_URL_SECRETS_MANAGER"], "http://127.0.0.1:8100")
+        self.assertEqual(env["AWS_ENDPOINT_URL_SECRETS_MANAGER"], "http://127.0.0.1:8093")
         self.assertEqual(cfg.secret_vars()["CALLBACK_TOKENS"], cfg.token)
         self.assertEqual((env["MAX_ATTEMPTS"], env["NOTE"]), ("2", "x y"))
         with mock.patch.dict(os.environ, {"STACK_EXTRA_ENV": "oops"}), self.assertRaises(stack.StackError):

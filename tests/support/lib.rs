@@ -90,10 +90,10 @@ impl Stack {
         )
     }
 
-    /// The local Secrets Manager (moto, on the DynamoDB port).
+    /// The local Secrets Manager (a moto of its own).
     pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
         let conf = aws_sdk_secretsmanager::config::Builder::from(&self.sdk())
-            .endpoint_url(self.var("AWS_ENDPOINT_URL_DYNAMODB"))
+            .endpoint_url(self.var("AWS_ENDPOINT_URL_SECRETS_MANAGER"))
             .build();
         aws_sdk_secretsmanager::Client::from_conf(conf)
     }
