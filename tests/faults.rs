@@ -57,12 +57,7 @@ async fn production_store(stack: &Stack) -> DynamoTaskStore {
 }
 
 async fn deliver<S: TaskStore>(
-    ingest: &ingest::handler::Ingest<
-        S,
-        S3VideoSink,
-        shared::fetch::http::HttpOrigin,
-        Option<shared::upstream::http::HttpUpstream>,
-    >,
+    ingest: &ingest::handler::Ingest<S, S3VideoSink, shared::fetch::http::HttpOrigin>,
     task: &Task,
     budget: Duration,
 ) -> Vec<String> {

@@ -19,14 +19,13 @@ use shared::sink::s3::S3VideoSink;
 use shared::store::TaskStore;
 use shared::store::dynamodb::DynamoTaskStore;
 use shared::test_support::{stream_event, success};
-use shared::upstream::http::HttpUpstream;
 
 use ingest::config::IngestConfig;
 use ingest::handler::Ingest;
 
 const MIB: u64 = 1 << 20;
 
-type LocalIngest = Ingest<DynamoTaskStore, S3VideoSink, HttpOrigin, Option<HttpUpstream>>;
+type LocalIngest = Ingest<DynamoTaskStore, S3VideoSink, HttpOrigin>;
 
 fn ingest(stack: &Stack, extra: &[(&str, &str)]) -> LocalIngest {
     let mut pairs = stack.local_ingest_env();

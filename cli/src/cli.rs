@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use shared::TaskStatus;
 
 /// Operator CLI of the music-video callback receiver.
 #[derive(Debug, Parser)]
@@ -63,34 +65,18 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
 }
 
-/// A task status, as the API spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Status {
-    Expected,
-    Received,
-    Downloading,
-    Stored,
-    Failed,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Expected => "expected",
-            Self::Received => "received",
-            Self::Downloading => "downloading",
-            Self::Stored => "stored",
-            Self::Failed => "failed",
-        }
-    }
+/// `--status`: one of the API's status names ([`TaskStatus::ALL`]), listed in `--help`.
+fn task_status() -> impl TypedValueParser<Value = TaskStatus> {
+    PossibleValuesParser::new(TaskStatus::ALL.map(TaskStatus::as_str))
+        .try_map(|name| name.parse::<TaskStatus>())
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TasksCommand {
     /// Tasks in one status, newest change first (an index query, never a scan).
     List {
-        #[arg(long, value_enum)]
-        status: Status,
+        #[arg(long, value_parser = task_status())]
+        status: TaskStatus,
         /// Only tasks changed within this long (e.g. `30m`, `2h`, `7d`).
         #[arg(long, value_parser = duration)]
         since: Option<Duration>,
@@ -271,7 +257,7 @@ mod tests {
         assert_eq!(
             (status, since, older_than, limit, all),
             (
-                Status::Stored,
+                TaskStatus::Stored,
                 Some(Duration::from_secs(7200)),
                 None,
                 25,

@@ -228,16 +228,19 @@ mod tests {
         let body = br#"{"task_ids":["t-1"]}"#;
         let headers = vec![("content-type".to_owned(), "application/json".to_owned())];
         let url = "https://abc123.execute-api.us-east-1.amazonaws.com/tasks?status=stored&limit=2";
-        let signed = sign_request(
-            "POST",
-            url,
-            &headers,
-            body,
-            &credentials(None),
-            "us-east-1",
-            time,
-        )
-        .unwrap();
+        let sign_now = || {
+            sign_request(
+                "POST",
+                url,
+                &headers,
+                body,
+                &credentials(None),
+                "us-east-1",
+                time,
+            )
+            .unwrap()
+        };
+        let signed = sign_now();
         let get = |name: &str| {
             signed
                 .iter()
@@ -272,17 +275,7 @@ mod tests {
             )
         );
         // Deterministic: the same request at the same time signs the same.
-        let again = sign_request(
-            "POST",
-            url,
-            &headers,
-            body,
-            &credentials(None),
-            "us-east-1",
-            time,
-        )
-        .unwrap();
-        assert_eq!(signed, again);
+        assert_eq!(signed, sign_now());
     }
 
     #[test]

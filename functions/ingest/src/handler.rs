@@ -18,7 +18,6 @@ use shared::metrics::{self, IngestOutcome};
 use shared::sink::VideoSink;
 use shared::store::image::{task_from_image, unreadable_image};
 use shared::store::{Applied, TaskStore};
-use shared::upstream::http::HttpUpstream;
 use shared::upstream::{NoUpstream, UpstreamApi};
 use tracing::{Instrument, debug, error, field, info, info_span, warn};
 
@@ -181,9 +180,10 @@ impl<S: TaskStore, K: VideoSink, O: Origin, U: UpstreamApi> Ingest<S, K, O, U> {
     }
 }
 
-impl<S: TaskStore, K: VideoSink> Ingest<S, K, HttpOrigin, Option<HttpUpstream>> {
-    /// Reads videos over HTTP, through the SSRF guard `config` describes, and asks the
-    /// upstream's API (when configured) for fresh URLs.
+impl<S: TaskStore, K: VideoSink> Ingest<S, K, HttpOrigin> {
+    /// Reads videos over HTTP, through the SSRF guard `config` describes. Fresh URLs for
+    /// expired ones come from an upstream added with [`Ingest::with_upstream`] (main adds
+    /// the one that follows the secret's rotation).
     pub fn over_http(store: S, sink: K, config: IngestConfig) -> Result<Self, BuildError> {
         Self::over_http_with(store, sink, config, Arc::new(SystemLookup))
     }
@@ -202,8 +202,7 @@ impl<S: TaskStore, K: VideoSink> Ingest<S, K, HttpOrigin, Option<HttpUpstream>> 
             config.source,
             lookup,
         )?;
-        let upstream = HttpUpstream::configured(config.upstream_api.as_ref())?;
-        Ok(Ingest::new(store, sink, origin, config).with_upstream(upstream))
+        Ok(Ingest::new(store, sink, origin, config))
     }
 }
 
@@ -240,7 +239,7 @@ mod tests {
 
     const TASK: &str = "taskId_774b9aa0422f";
 
-    type TestIngest = Ingest<MemoryTaskStore, MemoryVideoSink, HttpOrigin, Option<HttpUpstream>>;
+    type TestIngest = Ingest<MemoryTaskStore, MemoryVideoSink, HttpOrigin>;
 
     /// The real HTTP source; a memory sink (these tests never get as far as writing, and
     /// if one did, nothing would leave the process).

@@ -43,6 +43,7 @@ async fn main() -> Result<(), Error> {
         max_bytes = config.source.max_bytes,
         allowed_hosts = config.url_policy.allowed_hosts.len(),
         allow_loopback = config.url_policy.allow_loopback,
+        refreshes_urls = config.upstream_api.is_some(),
         "ingest starting"
     );
 

@@ -16,7 +16,9 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
-use shared::domain::task::{FailureReason, RecordSource, StoredVideo, Task, TaskState, TaskStatus};
+use shared::domain::task::{
+    FailureReason, RecordSource, StoredVideo, Task, TaskState, TaskStatus, UnknownStatus,
+};
 use shared::lambda::http::{
     MethodNotAllowed, check_json_body, json_response, serve, within_deadline,
 };
@@ -375,12 +377,9 @@ fn parse_listing(
 ) -> Result<(StatusQuery, Option<Cursor>), StatusError> {
     let invalid = StatusError::InvalidRequest;
     let raw = param("status").ok_or_else(|| invalid("status is required".into()))?;
-    let status: TaskStatus = serde_json::from_value(serde_json::Value::String(raw.clone()))
-        .map_err(|_| {
-            invalid(format!(
-                "status {raw:?} is not one of expected, received, downloading, stored, failed"
-            ))
-        })?;
+    let status: TaskStatus = raw
+        .parse()
+        .map_err(|e: UnknownStatus| invalid(e.to_string()))?;
     let time = |name: &str| -> Result<Option<Timestamp>, StatusError> {
         param(name)
             .map(|raw| {

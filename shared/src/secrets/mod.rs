@@ -166,19 +166,27 @@ struct State<T> {
     refreshing: bool,
 }
 
+/// Where a refreshing value comes from: the secret's reader, which secret and how often,
+/// and how the value is built from the environment with the secret laid over it.
+struct Source<T> {
+    fetch: Fetch,
+    settings: SecretSettings,
+    env: Env,
+    build: Build<T>,
+}
+
 /// A value built from the environment and the secret, rebuilt when older than the
 /// refresh interval; or, without a secret, a fixed value.
 pub struct Refreshing<T> {
-    source: Option<(Fetch, SecretSettings)>,
-    env: Env,
-    build: Build<T>,
+    /// `None` for a fixed value: nothing to read, nothing to rebuild.
+    source: Option<Source<T>>,
     state: Mutex<State<T>>,
 }
 
 impl<T> fmt::Debug for Refreshing<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Refreshing")
-            .field("secret", &self.source.as_ref().map(|(_, s)| &s.id))
+            .field("secret", &self.source.as_ref().map(|s| &s.settings.id))
             .finish_non_exhaustive()
     }
 }
@@ -186,12 +194,14 @@ impl<T> fmt::Debug for Refreshing<T> {
 impl<T: Send + Sync + 'static> Refreshing<T> {
     /// A value that never changes (no secret configured, and tests).
     pub fn fixed(value: T) -> Self {
+        Self::from_source(value, None)
+    }
+
+    fn from_source(initial: T, source: Option<Source<T>>) -> Self {
         Self {
-            source: None,
-            env: Env::from_pairs([]),
-            build: |_| Err(ConfigError::Missing { name: SECRETS_ID }),
+            source,
             state: Mutex::new(State {
-                current: Arc::new(value),
+                current: Arc::new(initial),
                 fetched_at: Instant::now(),
                 refreshing: false,
             }),
@@ -214,16 +224,13 @@ impl<T: Send + Sync + 'static> Refreshing<T> {
             let id = Arc::clone(&id);
             Box::pin(async move { store.fetch(&id).await })
         });
-        Self {
-            source: Some((fetch, settings)),
+        let source = Source {
+            fetch,
+            settings,
             env,
             build,
-            state: Mutex::new(State {
-                current: Arc::new(initial),
-                fetched_at: Instant::now(),
-                refreshing: false,
-            }),
-        }
+        };
+        Self::from_source(initial, Some(source))
     }
 
     /// At cold start: the value built from `env` (with the secret laid over it, if
@@ -235,10 +242,7 @@ impl<T: Send + Sync + 'static> Refreshing<T> {
         build: Build<T>,
     ) -> Result<Self, SecretError> {
         let initial = build(&overlay_secret(env.clone(), &store, settings.as_ref()).await?)?;
-        Ok(match settings {
-            Some(settings) => Self::new(initial, env, store, settings, build),
-            None => Self::fixed(initial),
-        })
+        Ok(refreshing(initial, env, store, settings, build))
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
@@ -252,11 +256,11 @@ impl<T: Send + Sync + 'static> Refreshing<T> {
 
     /// Whether the value is due a refresh (and none is running); marks one as running.
     fn claim_refresh(&self) -> bool {
-        let Some((_, settings)) = &self.source else {
+        let Some(source) = &self.source else {
             return false;
         };
         let mut state = self.lock();
-        if state.refreshing || state.fetched_at.elapsed() < settings.refresh {
+        if state.refreshing || state.fetched_at.elapsed() < source.settings.refresh {
             return false;
         }
         state.refreshing = true;
@@ -266,11 +270,17 @@ impl<T: Send + Sync + 'static> Refreshing<T> {
     /// Reads the secret again and rebuilds the value; on any failure keeps the current
     /// one. Returns whether the value was replaced.
     pub async fn refresh(&self) -> bool {
-        let Some((fetch, settings)) = &self.source else {
+        let Some(Source {
+            fetch,
+            settings,
+            env,
+            build,
+        }) = &self.source
+        else {
             return false;
         };
         let rebuilt = match fetch().await {
-            Ok(raw) => build_from(&self.env, &raw, self.build),
+            Ok(raw) => build_from(env, &raw, *build),
             Err(e) => Err(e),
         };
         let mut state = self.lock();

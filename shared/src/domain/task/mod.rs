@@ -71,6 +71,23 @@ impl TaskStatus {
     }
 }
 
+/// A status name that is none of [`TaskStatus::ALL`]; its message lists the valid ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("status {0:?} is not one of expected, received, downloading, stored, failed")]
+pub struct UnknownStatus(pub String);
+
+impl std::str::FromStr for TaskStatus {
+    type Err = UnknownStatus;
+
+    /// The API's spelling, exactly as [`TaskStatus::as_str`] writes it.
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or_else(|| UnknownStatus(raw.to_owned()))
+    }
+}
+
 /// Where a task's outcome came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
