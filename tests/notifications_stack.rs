@@ -16,9 +16,11 @@ use integration_tests::video_server::{Video, VideoServer};
 use integration_tests::{Stack, eventually, repo_root, unique_task_id};
 use serde_json::{Value, json};
 use shared::Timestamp;
+use shared::domain::notify::endpoint::EndpointId;
 use shared::domain::secret::Secret;
 use shared::domain::verify::standard_webhooks::decode_whsec;
 use shared::domain::verify::{CallbackRequest, Scheme, Verified, Verifier};
+use shared::notifications::vault::EndpointVault;
 
 struct Operator {
     client: reqwest::Client,
@@ -272,7 +274,28 @@ async fn a_stored_video_is_notified_once_signed_and_a_duplicate_callback_adds_no
             path.display()
         );
     }
+    // It lives in Secrets Manager under the stack's prefix, not in the endpoints table;
+    // deleting the endpoint deletes it.
+    let id = EndpointId::parse(&endpoint).unwrap();
+    let vault = ops.stack.endpoint_vault();
+    let held = vault
+        .read(&id)
+        .await
+        .unwrap()
+        .expect("the endpoint's secret");
+    let key = decode_whsec(&secret).unwrap();
+    assert_eq!(
+        held.signing.as_ref().map(|(k, _)| k.expose()),
+        Some(&key[..])
+    );
+    let item = ops
+        .stack
+        .raw_endpoint_item(&id)
+        .await
+        .expect("the endpoint's item");
+    assert!(!item.contains_key("signing_key"), "{:?}", item.keys());
     ops.delete(&endpoint).await;
+    assert!(vault.read(&id).await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

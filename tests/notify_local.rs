@@ -22,6 +22,7 @@ use shared::domain::secret::Secret;
 use shared::notifications::dynamodb::DynamoNotifications;
 use shared::notifications::memory::MemoryQueue;
 use shared::notifications::sqs::SqsJobQueue;
+use shared::notifications::vault::{EndpointSecrets, EndpointVault};
 use shared::notifications::{
     Arrival, DeliveryStore, Endpoint, EndpointAdmin, EndpointStore, Job, JobQueue, QueuedJob,
     Saved, ThresholdStore,
@@ -94,7 +95,8 @@ async fn deliveries_are_created_once_saved_by_revision_and_every_event_round_tri
 
 #[tokio::test]
 async fn endpoints_keep_their_secrets_count_failures_disable_once_and_limit_rates() {
-    let store = Stack::load().notifications();
+    let stack = Stack::load();
+    let store = stack.endpoints();
     let mut e = endpoint(serde_json::json!({"kind": "webhook", "url": "http://127.0.0.1:9/hook"}));
     let now = Timestamp::now();
     e.signing = Some(
@@ -115,6 +117,33 @@ async fn endpoints_keep_their_secrets_count_failures_disable_once_and_limit_rate
         Some(b"old-key-0123456789abcdef".to_vec())
     );
     assert!(store.list().await.unwrap().iter().any(|x| x.id == e.id));
+
+    // The keys are in Secrets Manager under the stack's prefix, and nowhere in the table.
+    let item = stack.raw_endpoint_item(&e.id).await.unwrap();
+    let text = format!("{item:?}");
+    for attribute in ["signing_key", "signing_previous", "feishu_secret"] {
+        assert!(!item.contains_key(attribute), "{attribute} in the table");
+    }
+    assert!(
+        !text.contains("new-key") && !text.contains("bmV3LWtleS"),
+        "{text}"
+    );
+    let name = stack.endpoint_vault().name(&e.id);
+    assert!(name.starts_with(stack.var("ENDPOINT_SECRETS_PREFIX")));
+    let stored = stack
+        .secrets_manager()
+        .get_secret_value()
+        .secret_id(&name)
+        .send()
+        .await
+        .unwrap()
+        .secret_string
+        .unwrap();
+    let secrets = EndpointSecrets::from_json(&stored).unwrap();
+    assert_eq!(
+        secrets,
+        EndpointSecrets::of(&back_with(&store, &e.id).await)
+    );
 
     let t0 = Timestamp::from_secs(1_795_000_000);
     let mut health = Health::default();
@@ -155,6 +184,15 @@ async fn endpoints_keep_their_secrets_count_failures_disable_once_and_limit_rate
         store.take_send_slot(&e.id, 8, 2).await.unwrap(),
         "a new window"
     );
+
+    // A delete takes the secret with the endpoint, and a second one is still clean.
+    assert!(store.delete_endpoint(&e.id).await.unwrap());
+    assert!(stack.endpoint_vault().read(&e.id).await.unwrap().is_none());
+    assert!(!store.delete_endpoint(&e.id).await.unwrap());
+}
+
+async fn back_with(store: &impl EndpointStore, id: &EndpointId) -> Endpoint {
+    EndpointStore::get(store, id).await.unwrap().unwrap()
 }
 
 #[tokio::test]
@@ -328,12 +366,14 @@ impl EndpointStore for OnlyEndpoint {
 
 #[tokio::test]
 async fn a_delivery_runs_through_the_adapter_and_a_410_disables_its_endpoint() {
-    let store = Stack::load().notifications();
+    let stack = Stack::load();
+    let store = stack.notifications();
+    let endpoints = Arc::new(stack.endpoints());
     let mut e = endpoint(serde_json::json!({"kind": "webhook", "url": "http://127.0.0.1:9/hook"}));
     e.signing = Some(SigningKeys::new(Secret::new(
         b"0123456789abcdef0123456789abcdef".to_vec(),
     )));
-    store.create_endpoint(&e).await.unwrap();
+    endpoints.create_endpoint(&e).await.unwrap();
     let now = Timestamp::now();
     let d = Delivery::new(samples::all().remove(1), e.id.clone(), true, now);
     store.create(&d).await.unwrap();
@@ -341,7 +381,7 @@ async fn a_delivery_runs_through_the_adapter_and_a_410_disables_its_endpoint() {
     sender.answer(503, "busy").answer(410, "gone");
     let courier = Courier {
         deliveries: store.clone(),
-        endpoints: store.clone(),
+        endpoints: Arc::clone(&endpoints),
         sender,
         queue: MemoryQueue::default(),
         settings: DeliverSettings::new(HealthPolicy::default()),
@@ -359,7 +399,10 @@ async fn a_delivery_runs_through_the_adapter_and_a_410_disables_its_endpoint() {
         (DeliveryStatus::Dead, 2, 2)
     );
     assert_eq!(after.attempts[0].response_body, "busy");
-    let endpoint = EndpointStore::get(&store, &e.id).await.unwrap().unwrap();
+    let endpoint = EndpointStore::get(&endpoints, &e.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!endpoint.enabled);
     assert_eq!(
         endpoint.health.consecutive_failures, 1,

@@ -285,7 +285,8 @@ async fn deliver_logs_no_signing_key_and_no_chat_url_at_trace() {
             None,
             Timestamp::now(),
         );
-        assert!(store.create_endpoint(&endpoint).await.unwrap());
+        // Through the vault, as the status function writes them: deliver reads the key there.
+        assert!(stack.endpoints().create_endpoint(&endpoint).await.unwrap());
         let delivery = Delivery::new(
             samples::all().remove(1),
             endpoint.id.clone(),

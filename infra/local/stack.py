@@ -196,6 +196,12 @@ class Config:
     def secret_name(self) -> str:
         return f"{self.table}/config"
 
+    @property
+    def endpoint_secrets_prefix(self) -> str:
+        """Where status and deliver keep endpoint signing secrets (`{stack}/endpoints/` in
+        the template)."""
+        return f"{self.table}/endpoints/"
+
     def secret_vars(self) -> dict[str, str]:
         """What the local configuration secret holds (the template keeps these in Secrets
         Manager too; one secret locally, one per reader there)."""
@@ -232,6 +238,9 @@ class Config:
             # http (the local inbox and the tests' receivers; chat kinds' stand-ins too).
             "DELIVERIES_TABLE_NAME": self.deliveries_table,
             "ENDPOINTS_TABLE_NAME": self.endpoints_table,
+            # Endpoint signing secrets, one per endpoint in Secrets Manager (moto), as in a
+            # deployment.
+            "ENDPOINT_SECRETS_PREFIX": self.endpoint_secrets_prefix,
             "JOBS_QUEUE_URL": self.jobs_queue_url,
             "ENDPOINT_URL_ALLOW_HTTP": "true",
             "ENDPOINT_URL_ALLOW_LOOPBACK": "true",
@@ -265,6 +274,7 @@ class Config:
             "DIRECT_TABLE_NAME": self.direct_table,
             "DELIVERIES_TABLE_NAME": self.deliveries_table,
             "ENDPOINTS_TABLE_NAME": self.endpoints_table,
+            "ENDPOINT_SECRETS_PREFIX": self.endpoint_secrets_prefix,
             "JOBS_QUEUE_URL": self.jobs_queue_url,
             "JOBS_DLQ_URL": f"{self.dynamodb_url}/123456789012/{self.jobs_dead_letter_queue}",
             "INBOX_URL": self.inbox_url,

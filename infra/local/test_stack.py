@@ -60,6 +60,9 @@ class StackTest(unittest.TestCase):
         self.assertEqual(env["SECRETS_ID"], cfg.secret_name)
         self.assertEqual(env["AWS_ENDPOINT_URL_SECRETS_MANAGER"], "http://127.0.0.1:8093")
         self.assertEqual(cfg.secret_vars()["CALLBACK_TOKENS"], cfg.token)
+        # Endpoint signing secrets under the stack's own prefix, as the template's.
+        self.assertEqual(env["ENDPOINT_SECRETS_PREFIX"], f"{cfg.table}/endpoints/")
+        self.assertEqual(cfg.stack_env()["ENDPOINT_SECRETS_PREFIX"], env["ENDPOINT_SECRETS_PREFIX"])
         self.assertEqual((env["MAX_ATTEMPTS"], env["NOTE"]), ("2", "x y"))
         with mock.patch.dict(os.environ, {"STACK_EXTRA_ENV": "oops"}), self.assertRaises(stack.StackError):
             cfg.functions_env()

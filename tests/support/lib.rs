@@ -184,6 +184,47 @@ impl Stack {
         )
     }
 
+    /// The endpoint store the status and deliver functions use: settings in the endpoints
+    /// table, signing secrets in the stack's Secrets Manager under its prefix.
+    pub fn endpoints(
+        &self,
+    ) -> shared::notifications::vault::VaultedEndpoints<
+        shared::notifications::dynamodb::DynamoNotifications,
+        shared::notifications::secretsmanager::SecretsManagerVault,
+    > {
+        shared::notifications::vault::VaultedEndpoints::new(
+            self.notifications(),
+            self.endpoint_vault(),
+            shared::notifications::vault::DEFAULT_VAULT_CACHE,
+        )
+    }
+
+    /// The stack's endpoint vault (Secrets Manager, prefix `ENDPOINT_SECRETS_PREFIX`).
+    pub fn endpoint_vault(&self) -> shared::notifications::secretsmanager::SecretsManagerVault {
+        shared::notifications::secretsmanager::SecretsManagerVault::new(
+            self.secrets_manager(),
+            self.var("ENDPOINT_SECRETS_PREFIX"),
+        )
+    }
+
+    /// An endpoint's own item exactly as stored (strongly consistent read).
+    pub async fn raw_endpoint_item(
+        &self,
+        id: &shared::domain::notify::endpoint::EndpointId,
+    ) -> Option<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.dynamodb()
+            .get_item()
+            .table_name(self.var("ENDPOINTS_TABLE_NAME"))
+            .key("endpoint_id", AttributeValue::S(id.as_str().into()))
+            .key("sk", AttributeValue::S("endpoint".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem")
+            .item
+    }
+
     /// A task's item exactly as stored (strongly consistent read).
     pub async fn raw_item(
         &self,

@@ -27,6 +27,8 @@ import template_model  # noqa: E402
 
 VIDEOS = "arn:${AWS::Partition}:s3:::${VideosBucket}/videos/*"
 INBOX = "arn:${AWS::Partition}:s3:::${VideosBucket}/inbox/*"
+# One Secrets Manager secret per notification endpoint, under the stack's own prefix.
+ENDPOINT_SECRETS = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${AWS::StackName}/endpoints/*"
 XRAY = {("xray:PutTraceSegments", "*", None), ("xray:PutTelemetryRecords", "*", None)}
 
 
@@ -114,6 +116,11 @@ EXPECTED: dict[str, tuple[str, str, set[tuple[str, str, str | None]]]] = {
             ("dynamodb:PutItem", "DeliveriesTable.Arn", None),
             ("dynamodb:Query", "${DeliveriesTable.Arn}/index/by-endpoint", None),
             ("sqs:SendMessage", "JobsQueue.Arn", None),
+            # Endpoint signing secrets, under the stack's prefix only.
+            ("secretsmanager:CreateSecret", ENDPOINT_SECRETS, None),
+            ("secretsmanager:PutSecretValue", ENDPOINT_SECRETS, None),
+            ("secretsmanager:GetSecretValue", ENDPOINT_SECRETS, None),
+            ("secretsmanager:DeleteSecret", ENDPOINT_SECRETS, None),
         },
     ),
     "ReconcilerFunction": (
@@ -176,6 +183,8 @@ EXPECTED: dict[str, tuple[str, str, set[tuple[str, str, str | None]]]] = {
             ("sqs:ChangeMessageVisibility", "JobsQueue.Arn", None),
             # Presigned video links (include_video_url) carry the signer's permissions.
             ("s3:GetObject", VIDEOS, None),
+            # Endpoint signing secrets: read, never written.
+            ("secretsmanager:GetSecretValue", ENDPOINT_SECRETS, None),
         },
     ),
 }

@@ -22,6 +22,19 @@ READERS = {
     "IngestFunction": ("UpstreamApiSecret", {"UPSTREAM_API_KEY"}),
     "ReconcilerFunction": ("UpstreamApiSecret", {"UPSTREAM_API_KEY"}),
 }
+# Endpoint signing secrets: one secret per endpoint, made at run time under this prefix.
+ENDPOINT_PREFIX = "${AWS::StackName}/endpoints/"
+ENDPOINT_SECRETS = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:" + ENDPOINT_PREFIX + "*"
+# function -> what it may do with them (status writes them, deliver signs with them)
+ENDPOINT_SECRET_USERS = {
+    "StatusFunction": {
+        "secretsmanager:CreateSecret",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:DeleteSecret",
+    },
+    "DeliverFunction": {"secretsmanager:GetSecretValue"},
+}
 
 
 class Secrets(unittest.TestCase):
@@ -57,19 +70,39 @@ class Secrets(unittest.TestCase):
             self.assertIn('"', pattern, f"{name} must refuse a quote")
             self.assertIn("\\\\", pattern, f"{name} must refuse a backslash")
 
+    def secret_grants(self, function_id: str) -> list[tuple[frozenset, object]]:
+        resource = self.resources[function_id]
+        role = self.resources[resource["Properties"]["Role"]["Fn::GetAtt"][0]]
+        granted = []
+        for policy in role["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                if any(a.startswith("secretsmanager:") for a in actions):
+                    granted.append((frozenset(actions), statement["Resource"]))
+        return granted
+
     def test_only_readers_may_read_a_secret(self) -> None:
         for function_id, resource in self.resources.items():
             if resource["Type"] != "AWS::Serverless::Function":
                 continue
-            role = self.resources[resource["Properties"]["Role"]["Fn::GetAtt"][0]]
-            granted = []
-            for policy in role["Properties"].get("Policies", []):
-                for statement in policy["PolicyDocument"]["Statement"]:
-                    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-                    if any(a.startswith("secretsmanager:") for a in actions):
-                        granted.append(statement["Resource"])
-            expected = [{"Ref": READERS[function_id][0]}] if function_id in READERS else []
-            self.assertEqual(granted, expected, function_id)
+            expected = []
+            if function_id in READERS:
+                expected.append((frozenset({"secretsmanager:GetSecretValue"}), {"Ref": READERS[function_id][0]}))
+            if function_id in ENDPOINT_SECRET_USERS:
+                expected.append((frozenset(ENDPOINT_SECRET_USERS[function_id]), {"Fn::Sub": ENDPOINT_SECRETS}))
+            self.assertEqual(self.secret_grants(function_id), expected, function_id)
+
+    def test_endpoint_secrets_live_under_the_prefix_their_users_are_given(self) -> None:
+        for function_id in ENDPOINT_SECRET_USERS:
+            self.assertEqual(
+                self.env(function_id).get("ENDPOINT_SECRETS_PREFIX"), {"Fn::Sub": ENDPOINT_PREFIX}, function_id
+            )
+        # The prefix ends in a slash, so one stack's grant never covers another stack whose
+        # name starts with this one's.
+        self.assertTrue(ENDPOINT_PREFIX.endswith("/"))
+        for function_id, resource in self.resources.items():
+            if resource["Type"] == "AWS::Serverless::Function" and function_id not in ENDPOINT_SECRET_USERS:
+                self.assertNotIn("ENDPOINT_SECRETS_PREFIX", self.env(function_id), function_id)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use shared::domain::notify::endpoint::{EndpointId, EndpointUrlPolicy};
 use shared::domain::notify::health::HealthPolicy;
-use shared::lambda::config::{ConfigError, Env, FallbackEndpoint, FromEnv, NotificationTables};
+use shared::lambda::config::{
+    ConfigError, EndpointSecretsConfig, Env, FallbackEndpoint, FromEnv, NotificationTables,
+};
 
 #[derive(Debug, Clone)]
 pub struct DeliverConfig {
@@ -13,6 +15,9 @@ pub struct DeliverConfig {
     /// `DELIVERIES_TABLE_NAME`, `ENDPOINTS_TABLE_NAME`, `JOBS_QUEUE_URL` (the next attempts, and
     /// early jobs sent again).
     pub tables: NotificationTables,
+    /// `ENDPOINT_SECRETS_PREFIX`, `ENDPOINT_SECRETS_CACHE_SECS`: endpoint secrets in Secrets
+    /// Manager.
+    pub endpoint_secrets: EndpointSecretsConfig,
     /// `ENDPOINT_URL_ALLOW_HTTP`, `ENDPOINT_URL_ALLOW_LOOPBACK` (local stacks only): the
     /// sender's SSRF guard.
     pub url_policy: EndpointUrlPolicy,
@@ -32,6 +37,7 @@ impl DeliverConfig {
         Ok(Self {
             table_name: env.required("TABLE_NAME")?.to_owned(),
             tables: FromEnv::from_env(env)?,
+            endpoint_secrets: FromEnv::from_env(env)?,
             url_policy: FromEnv::from_env(env)?,
             health: FromEnv::from_env(env)?,
             fallback: FallbackEndpoint::from_env(env)?.0,
@@ -49,11 +55,12 @@ impl DeliverConfig {
 mod tests {
     use super::*;
 
-    const BASE: [(&str, &str); 4] = [
+    const BASE: [(&str, &str); 5] = [
         ("TABLE_NAME", "t"),
         ("DELIVERIES_TABLE_NAME", "d"),
         ("ENDPOINTS_TABLE_NAME", "e"),
         ("JOBS_QUEUE_URL", "http://127.0.0.1:1/q"),
+        ("ENDPOINT_SECRETS_PREFIX", "stack/endpoints/"),
     ];
 
     #[test]
@@ -63,6 +70,32 @@ mod tests {
         assert_eq!(c.health, HealthPolicy::default());
         assert!(c.fallback.is_none());
         assert_eq!(c.link_ttl, Duration::from_secs(3_600));
+        assert_eq!(
+            c.endpoint_secrets,
+            EndpointSecretsConfig {
+                prefix: "stack/endpoints/".into(),
+                cache_for: Duration::from_secs(300)
+            }
+        );
+        let no_vault = DeliverConfig::from_env(&Env::from_pairs(BASE.into_iter().take(4)));
+        assert_eq!(
+            no_vault.unwrap_err(),
+            ConfigError::Missing {
+                name: "ENDPOINT_SECRETS_PREFIX"
+            }
+        );
+        for (name, bad) in [
+            ("ENDPOINT_SECRETS_PREFIX", "stack endpoints/"),
+            ("ENDPOINT_SECRETS_PREFIX", ""),
+            ("ENDPOINT_SECRETS_CACHE_SECS", "3601"),
+        ] {
+            let env = BASE
+                .into_iter()
+                .take(4)
+                .chain([("ENDPOINT_SECRETS_PREFIX", "p/"), (name, bad)]);
+            let err = DeliverConfig::from_env(&Env::from_pairs(env)).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}={bad}: {err}");
+        }
         let id = EndpointId::generate(7);
         let with = BASE
             .into_iter()

@@ -17,7 +17,9 @@ use shared::lambda::config::Env;
 use shared::lambda::metrics::{Emf, MetricsConfig};
 use shared::lambda::telemetry;
 use shared::notifications::dynamodb::DynamoNotifications;
+use shared::notifications::secretsmanager::SecretsManagerVault;
 use shared::notifications::sqs::SqsJobQueue;
+use shared::notifications::vault::VaultedEndpoints;
 use shared::sender::http::HttpSender;
 use shared::sink::s3::S3VideoLinks;
 use shared::store::dynamodb::DynamoTaskStore;
@@ -48,12 +50,18 @@ async fn main() -> Result<(), Error> {
         config.tables.deliveries.clone(),
         config.tables.endpoints.clone(),
     );
+    // Signing keys from Secrets Manager, cached per endpoint while it is unchanged.
+    let endpoints = Arc::new(VaultedEndpoints::new(
+        stores.clone(),
+        SecretsManagerVault::from_sdk(&sdk, config.endpoint_secrets.prefix.clone()),
+        config.endpoint_secrets.cache_for,
+    ));
     let queue = SqsJobQueue::new(sqs_client(&sdk), config.tables.jobs_queue_url.clone());
     let links = S3VideoLinks::new(s3_client(&sdk, config.s3_force_path_style));
     let handler = Arc::new(DeliverHandler {
         courier: Courier {
             deliveries: stores.clone(),
-            endpoints: stores.clone(),
+            endpoints: Arc::clone(&endpoints),
             sender: HttpSender::new(config.url_policy.guard.clone())?,
             queue: queue.clone(),
             settings: DeliverSettings {
@@ -63,7 +71,7 @@ async fn main() -> Result<(), Error> {
             },
         },
         notifier: Notifier {
-            endpoints: stores.clone(),
+            endpoints,
             deliveries: stores.clone(),
             thresholds: stores,
             queue,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use shared::domain::notify::endpoint::{EndpointId, EndpointUrlPolicy};
 use shared::domain::notify::health::HealthPolicy;
 use shared::lambda::config::{
-    ConfigError, Env, FallbackEndpoint, FromEnv, NotificationTables, TaskTtl,
+    ConfigError, EndpointSecretsConfig, Env, FallbackEndpoint, FromEnv, NotificationTables, TaskTtl,
 };
 
 #[derive(Debug, Clone)]
@@ -22,6 +22,9 @@ pub struct StatusConfig {
     /// `DELIVERIES_TABLE_NAME`, `ENDPOINTS_TABLE_NAME`, `JOBS_QUEUE_URL`: the notification
     /// routes' tables and the queue replays go to.
     pub tables: NotificationTables,
+    /// `ENDPOINT_SECRETS_PREFIX`, `ENDPOINT_SECRETS_CACHE_SECS`: endpoint secrets in Secrets
+    /// Manager.
+    pub endpoint_secrets: EndpointSecretsConfig,
     /// `ENDPOINT_URL_ALLOW_HTTP`, `ENDPOINT_URL_ALLOW_LOOPBACK`, `ENDPOINT_URL_ANY_CHAT_HOST`
     /// (local stacks only): where endpoints may point (and where a test send may go).
     pub url_policy: EndpointUrlPolicy,
@@ -40,6 +43,7 @@ impl StatusConfig {
             s3_force_path_style: env.flag("S3_FORCE_PATH_STYLE")?,
             task_ttl: TaskTtl::from_env(env)?.0,
             tables: FromEnv::from_env(env)?,
+            endpoint_secrets: FromEnv::from_env(env)?,
             url_policy: FromEnv::from_env(env)?,
             health: FromEnv::from_env(env)?,
             fallback: FallbackEndpoint::from_env(env)?.0,
@@ -51,11 +55,12 @@ impl StatusConfig {
 pub mod tests {
     use super::*;
 
-    pub const BASE: [(&str, &str); 4] = [
+    pub const BASE: [(&str, &str); 5] = [
         ("TABLE_NAME", "t"),
         ("DELIVERIES_TABLE_NAME", "d"),
         ("ENDPOINTS_TABLE_NAME", "e"),
         ("JOBS_QUEUE_URL", "http://127.0.0.1:1/q"),
+        ("ENDPOINT_SECRETS_PREFIX", "stack/endpoints/"),
     ];
 
     #[test]

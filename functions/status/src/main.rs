@@ -19,7 +19,9 @@ use shared::lambda::aws::{CallTimeouts, dynamodb_client, s3_client, sdk_config, 
 use shared::lambda::config::Env;
 use shared::lambda::telemetry;
 use shared::notifications::dynamodb::DynamoNotifications;
+use shared::notifications::secretsmanager::SecretsManagerVault;
 use shared::notifications::sqs::SqsJobQueue;
+use shared::notifications::vault::VaultedEndpoints;
 use shared::sender::http::HttpSender;
 use shared::store::dynamodb::DynamoTaskStore;
 use shared::usecase::deliver::{Courier, DeliverSettings};
@@ -50,10 +52,16 @@ async fn main() -> Result<(), Error> {
         config.tables.deliveries.clone(),
         config.tables.endpoints.clone(),
     );
+    // Endpoint settings in the table, their signing secrets in Secrets Manager.
+    let endpoints = VaultedEndpoints::new(
+        notifications.clone(),
+        SecretsManagerVault::from_sdk(&sdk, config.endpoint_secrets.prefix.clone()),
+        config.endpoint_secrets.cache_for,
+    );
     let operator = Operator {
         courier: Courier {
-            deliveries: notifications.clone(),
-            endpoints: notifications,
+            deliveries: notifications,
+            endpoints,
             sender: HttpSender::new(config.url_policy.guard.clone())?,
             queue: SqsJobQueue::new(sqs_client(&sdk), config.tables.jobs_queue_url.clone()),
             settings: DeliverSettings {

@@ -257,6 +257,42 @@ impl FromEnv for NotificationTables {
     }
 }
 
+/// Where endpoint signing secrets live: `ENDPOINT_SECRETS_PREFIX` (required; each
+/// endpoint's secret is `{prefix}{endpoint_id}` in Secrets Manager) and
+/// `ENDPOINT_SECRETS_CACHE_SECS` (300, 0–3600): how long a read secret is used while its
+/// endpoint is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSecretsConfig {
+    pub prefix: String,
+    pub cache_for: Duration,
+}
+
+impl FromEnv for EndpointSecretsConfig {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        const NAME: &str = "ENDPOINT_SECRETS_PREFIX";
+        let prefix = env.required(NAME)?;
+        // Secrets Manager's name alphabet, and room left for the endpoint id.
+        let valid = prefix.len() <= 400
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c));
+        if !valid {
+            return Err(ConfigError::Invalid {
+                name: NAME,
+                reason: "at most 400 of A-Z a-z 0-9 / _ + = . @ -".into(),
+            });
+        }
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            cache_for: Duration::from_secs(env.ranged(
+                "ENDPOINT_SECRETS_CACHE_SECS",
+                300u64,
+                0..=3_600,
+            )?),
+        })
+    }
+}
+
 /// `FALLBACK_ENDPOINT_ID`: the endpoint told (`endpoint.disabled`) when another is disabled.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FallbackEndpoint(pub Option<EndpointId>);

@@ -11,7 +11,6 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{
@@ -155,7 +154,8 @@ fn health_of(item: &DynamoItem) -> Result<Health, NotifyStoreError> {
     })
 }
 
-/// An endpoint as an item. Secrets are binary attributes, never in the settings map.
+/// An endpoint as an item: settings and health. Its secrets are never written here; they
+/// live in the endpoint vault ([`super::vault`]).
 pub fn endpoint_to_item(e: &Endpoint) -> Result<DynamoItem, NotifyStoreError> {
     let mut item = DynamoNotifications::key(&e.id, "endpoint");
     item.insert(
@@ -173,25 +173,6 @@ pub fn endpoint_to_item(e: &Endpoint) -> Result<DynamoItem, NotifyStoreError> {
     if let Some((at, reason)) = &e.disabled {
         item.insert("disabled_at".into(), s(at.to_rfc3339()));
         item.insert("disabled_reason".into(), s(reason.clone()));
-    }
-    if let Some(keys) = &e.signing {
-        item.insert(
-            "signing_key".into(),
-            AttributeValue::B(Blob::new(keys.current.expose())),
-        );
-        if let Some((previous, until)) = &keys.previous {
-            item.insert(
-                "signing_previous".into(),
-                AttributeValue::B(Blob::new(previous.expose())),
-            );
-            item.insert("signing_previous_until".into(), s(until.to_rfc3339()));
-        }
-    }
-    if let Some(secret) = &e.feishu_secret {
-        item.insert(
-            "feishu_secret".into(),
-            AttributeValue::B(Blob::new(secret.expose())),
-        );
     }
     item.insert("created_at".into(), s(e.created_at.to_rfc3339()));
     item.insert("updated_at".into(), s(e.updated_at.to_rfc3339()));
@@ -211,6 +192,7 @@ pub fn endpoint_from_item(item: &DynamoItem) -> Result<Endpoint, NotifyStoreErro
             .ok_or_else(|| malformed("settings missing"))?,
     )
     .map_err(malformed)?;
+    // Secrets as attributes: only items written before the vault have them.
     let signing = bytes(item, "signing_key").map(|current| SigningKeys {
         scheme: settings.signing,
         current,
@@ -291,8 +273,9 @@ impl EndpointAdmin for DynamoNotifications {
     }
 
     async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, NotifyStoreError> {
-        // The same attributes `endpoint_to_item` writes for settings and secrets: set the
-        // present ones, remove the absent ones; health and the enabled flag stay.
+        // The settings `endpoint_to_item` writes: set the present ones, remove the absent
+        // ones (the secret attributes of an item from before the vault go this way);
+        // health and the enabled flag stay.
         let item = endpoint_to_item(endpoint)?;
         const REPLACED: [&str; 6] = [
             "settings",

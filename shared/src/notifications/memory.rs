@@ -372,3 +372,62 @@ impl JobQueue for MemoryQueue {
         Ok(())
     }
 }
+
+/// The endpoint vault in memory: counts reads (so tests can see the cache work) and can
+/// be switched off to act as a Secrets Manager outage.
+#[derive(Debug, Default)]
+pub struct MemoryVault {
+    entries: Mutex<HashMap<EndpointId, super::vault::EndpointSecrets>>,
+    reads: std::sync::atomic::AtomicUsize,
+    down: AtomicBool,
+}
+
+impl MemoryVault {
+    pub fn entry(&self, id: &EndpointId) -> Option<super::vault::EndpointSecrets> {
+        lock(&self.entries).get(id).cloned()
+    }
+
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn up(&self) -> Result<(), NotifyStoreError> {
+        match self.down.load(Ordering::SeqCst) {
+            true => Err(NotifyStoreError::Unavailable("vault down".into())),
+            false => Ok(()),
+        }
+    }
+}
+
+impl super::vault::EndpointVault for MemoryVault {
+    async fn put(
+        &self,
+        id: &EndpointId,
+        secrets: &super::vault::EndpointSecrets,
+    ) -> Result<(), NotifyStoreError> {
+        self.up()?;
+        // Through the stored form, as the real vault does.
+        let stored = super::vault::EndpointSecrets::from_json(&secrets.to_json())?;
+        lock(&self.entries).insert(id.clone(), stored);
+        Ok(())
+    }
+
+    async fn read(
+        &self,
+        id: &EndpointId,
+    ) -> Result<Option<super::vault::EndpointSecrets>, NotifyStoreError> {
+        self.up()?;
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        Ok(self.entry(id))
+    }
+
+    async fn delete(&self, id: &EndpointId) -> Result<(), NotifyStoreError> {
+        self.up()?;
+        lock(&self.entries).remove(id);
+        Ok(())
+    }
+}

@@ -1,15 +1,18 @@
-//! The notification stores' ports: endpoints (settings, secrets, health, rate windows)
-//! and deliveries (one per event and endpoint). Every write that can race is
-//! conditional or an atomic counter update, and a lost race is an outcome, never an
-//! error. [`dynamodb`] is the adapter; `memory` (tests and feature `test-support`) the
-//! fake.
+//! The notification stores' ports: endpoints (settings, health, rate windows; their
+//! secrets through [`vault`]) and deliveries (one per event and endpoint). Every write
+//! that can race is conditional or an atomic counter update, and a lost race is an
+//! outcome, never an error. [`dynamodb`] is the adapter, `secretsmanager` the vault's;
+//! `memory` (tests and feature `test-support`) the fakes.
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
+#[cfg(feature = "secrets")]
+pub mod secretsmanager;
 #[cfg(feature = "sqs")]
 pub mod sqs;
+pub mod vault;
 pub mod view;
 
 use std::future::Future;

@@ -214,7 +214,16 @@ where
                     (Some(keys), true) => keys
                         .headers(delivery.event.id.as_str(), now, &rendered.body)
                         .to_vec(),
-                    _ => Vec::new(),
+                    // A signed kind is never sent unsigned. Its secret is missing: still being
+                    // written, or removed outside the API; the job is retried.
+                    (None, true) => {
+                        return Err(NotifyStoreError::Malformed(format!(
+                            "endpoint {} has no signing secret",
+                            endpoint.id
+                        ))
+                        .into());
+                    }
+                    (_, false) => Vec::new(),
                 };
                 let outgoing = Outgoing {
                     url,
@@ -443,6 +452,19 @@ mod tests {
         // A redelivered message finds nothing to do, and sends nothing.
         assert_eq!(run(&w, &id, T0).await, Delivered::Nothing);
         assert_eq!(w.sender.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_signed_kind_without_its_secret_is_retried_never_sent_unsigned() {
+        let (w, ep, id) = world(TargetKind::Webhook).await;
+        let mut keyless = w.endpoints.snapshot(&ep).unwrap();
+        keyless.signing = None;
+        w.endpoints.insert(keyless);
+        let err = w.deliver(&id, T0, 0.5).await.unwrap_err();
+        assert!(err.to_string().contains("no signing secret"), "{err}");
+        assert!(w.sender.requests().is_empty(), "nothing sent");
+        let d = w.deliveries.snapshot(&id).unwrap();
+        assert_eq!((d.status, d.attempt_count), (DeliveryStatus::Pending, 0));
     }
 
     #[tokio::test]
