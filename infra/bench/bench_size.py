@@ -39,7 +39,7 @@ FUNCTIONS = ("receiver", "ingest", "status", "reconciler", "notify", "deliver")
 # Enough configuration for each function to reach its runtime loop.
 ENV = {
     "TABLE_NAME": "t", "BUCKET_NAME": "b", "CALLBACK_TOKENS": "bench-token-0123456789",
-    "DELIVERIES_TABLE_NAME": "d", "ENDPOINTS_TABLE_NAME": "e",
+    "DELIVERIES_TABLE_NAME": "d", "ENDPOINTS_TABLE_NAME": "e", "ENDPOINT_SECRETS_PREFIX": "bench/endpoints/",
     "JOBS_QUEUE_URL": "http://127.0.0.1:9/123456789012/jobs",
     "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
     "AWS_EC2_METADATA_DISABLED": "true", "AWS_LAMBDA_FUNCTION_NAME": "bench",

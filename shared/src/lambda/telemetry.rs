@@ -7,8 +7,7 @@
 //! no secret at any level.
 
 use tracing::{Level, Metadata};
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::{Targets, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer as _, fmt};
@@ -54,10 +53,21 @@ pub fn allowed(metadata: &Metadata<'_>) -> bool {
     !capped || *metadata.level() <= Level::INFO
 }
 
+/// `RUST_LOG` as a filter: a default level and `target=level` directives, comma-separated
+/// (`info`, `debug`, `info,shared=trace`); `info` when unset or unreadable. Target
+/// directives only: span and field filters would need a regex engine in every binary.
+pub fn log_filter(rust_log: Option<&str>) -> Targets {
+    let info = || Targets::new().with_default(Level::INFO);
+    match rust_log.map(str::trim) {
+        Some(raw) if !raw.is_empty() => raw.parse().unwrap_or_else(|_| info()),
+        _ => info(),
+    }
+}
+
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`). Call once, first
 /// thing in `main`.
 pub fn init() {
-    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let env = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let layer = fmt::layer()
         .json()
         .flatten_event(true)
@@ -99,12 +109,40 @@ mod tests {
     }
 
     #[test]
+    fn rust_log_reads_levels_and_target_directives() {
+        use tracing::level_filters::LevelFilter;
+        let at = |filter: &Targets, target: &str| {
+            filter.iter().find(|(t, _)| *t == target).map(|(_, l)| l)
+        };
+        assert_eq!(log_filter(None).default_level(), Some(LevelFilter::INFO));
+        assert_eq!(
+            log_filter(Some(" ")).default_level(),
+            Some(LevelFilter::INFO)
+        );
+        assert_eq!(
+            log_filter(Some("trace")).default_level(),
+            Some(LevelFilter::TRACE)
+        );
+        let mixed = log_filter(Some("warn,shared=debug,receiver::handler=trace"));
+        assert_eq!(mixed.default_level(), Some(LevelFilter::WARN));
+        assert_eq!(at(&mixed, "shared"), Some(LevelFilter::DEBUG));
+        assert_eq!(at(&mixed, "receiver::handler"), Some(LevelFilter::TRACE));
+        assert!(mixed.would_enable("receiver::handler", &Level::TRACE));
+        assert!(!mixed.would_enable("ingest", &Level::INFO));
+        // Unreadable: the default, never nothing and never everything.
+        assert_eq!(
+            log_filter(Some("shared=loud")).default_level(),
+            Some(LevelFilter::INFO)
+        );
+    }
+
+    #[test]
     fn capped_targets_stay_at_info_even_under_trace() {
         let buffer = Buffer::default();
         let layer = fmt::layer()
             .json()
             .with_writer(buffer.clone())
-            .with_filter(EnvFilter::new("trace,lambda_runtime=trace"))
+            .with_filter(log_filter(Some("trace,lambda_runtime=trace")))
             .with_filter(filter_fn(allowed));
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
