@@ -141,7 +141,16 @@ impl Stack {
             .env("AWS_ENDPOINT_URL_SQS", self.var("AWS_ENDPOINT_URL_SQS"))
             .env("DELIVERIES_TABLE_NAME", self.var("DELIVERIES_TABLE_NAME"))
             .env("ENDPOINTS_TABLE_NAME", self.var("ENDPOINTS_TABLE_NAME"))
-            .env("JOBS_QUEUE_URL", self.var("JOBS_QUEUE_URL"));
+            .env("JOBS_QUEUE_URL", self.var("JOBS_QUEUE_URL"))
+            // Endpoint signing secrets (status and deliver), in the stack's Secrets Manager.
+            .env(
+                "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+                self.var("AWS_ENDPOINT_URL_SECRETS_MANAGER"),
+            )
+            .env(
+                "ENDPOINT_SECRETS_PREFIX",
+                self.var("ENDPOINT_SECRETS_PREFIX"),
+            );
         command
     }
 

@@ -246,10 +246,11 @@ mod tests {
         )
         .unwrap();
         let settings = spec.validate(&EndpointUrlPolicy::local()).unwrap();
+        let key = shared::domain::secret::Secret::new(b"0123456789abcdef0123456789abcdef".to_vec());
         let endpoint = Endpoint::new(
             EndpointId::generate(1),
             settings,
-            None,
+            Some(shared::domain::notify::signing::SigningKeys::new(key)),
             None,
             Timestamp::now(),
         );
