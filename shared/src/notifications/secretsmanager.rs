@@ -49,16 +49,9 @@ impl SecretsManagerVault {
         }
     }
 
-    /// A client with the SDK's standard retries and a 5 s bound per call.
+    /// The shared Secrets Manager client (standard retries, 5 s per call).
     pub fn from_sdk(sdk: &aws_config::SdkConfig, prefix: impl Into<String>) -> Self {
-        let conf = aws_sdk_secretsmanager::config::Builder::from(sdk)
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .operation_timeout(std::time::Duration::from_secs(5))
-                    .build(),
-            )
-            .build();
-        Self::new(Client::from_conf(conf), prefix)
+        Self::new(crate::secrets::secretsmanager::client(sdk), prefix)
     }
 
     /// The secret's name for endpoint `id`.

@@ -25,15 +25,21 @@ impl SecretsManager {
 
     /// A client with the SDK's standard retries and a 5 s bound per call.
     pub fn from_sdk(sdk: &aws_config::SdkConfig) -> Self {
-        let conf = aws_sdk_secretsmanager::config::Builder::from(sdk)
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .operation_timeout(std::time::Duration::from_secs(5))
-                    .build(),
-            )
-            .build();
-        Self::new(Client::from_conf(conf))
+        Self::new(client(sdk))
     }
+}
+
+/// The Secrets Manager client every reader and writer uses: the SDK's standard retries and
+/// a 5 s bound per call, so a cold start or a delivery never hangs on it.
+pub fn client(sdk: &aws_config::SdkConfig) -> Client {
+    let conf = aws_sdk_secretsmanager::config::Builder::from(sdk)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(std::time::Duration::from_secs(5))
+                .build(),
+        )
+        .build();
+    Client::from_conf(conf)
 }
 
 /// What a function's cold start read: the process environment, the configuration source
